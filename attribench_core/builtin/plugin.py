@@ -1,0 +1,43 @@
+"""The built-in `core` plugin: a toy dataset and model, and generic localisation metrics."""
+
+from attribench_core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_datasets(register):
+    register(
+        "toy",
+        "attribench_core.builtin.toy:make_toy",
+        description="Generated 3x32x32 images: a grey square whose quadrant is the label, and a distractor",
+    )
+
+
+@hookimpl
+def register_models(register):
+    register(
+        "toy_cnn",
+        "attribench_core.builtin.toy:ToyCNN",
+        description="Two-layer CNN trained on core.toy in seconds",
+    )
+
+
+@hookimpl
+def register_metrics(register):
+    register(
+        "relevance_mass",
+        "attribench_core.builtin.metrics:RelevanceMass",
+        description="Share of attribution mass inside the primary regions (Arras et al. 2022)",
+        category="ground_truth",
+    )
+    register(
+        "relevance_rank",
+        "attribench_core.builtin.metrics:RelevanceRank",
+        description="Share of the top-K attributed pixels inside the primary regions, K = their area",
+        category="ground_truth",
+    )
+    register(
+        "pointing_game",
+        "attribench_core.builtin.metrics:PointingGame",
+        description="Whether the most attributed pixel lies inside the primary regions (Zhang et al. 2018)",
+        category="ground_truth",
+    )

@@ -1,0 +1,415 @@
+"""The `attribench` command line. Heavy modules (torch, the runner) are imported inside `run` only.
+
+Errors: an `AttribenchError` is printed on one line (exit 1; exit 2 for usage problems); `--debug` shows
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from attribench_core import __version__, plugins
+from attribench_core.errors import AttribenchError, UsageProblem
+from attribench_core.registry import KINDS, Entry
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+class OneLineError(click.ClickException):
+    """A ClickException printed as one line, with the exit code of its kind (1, or 2 for usage)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        label = "Usage error" if self.exit_code == 2 else "Error"
+        click.echo(f"{label}: {self.message}", err=True)
+
+
+class AttribenchGroup(click.Group):
+    """The root group: adds the plugins' commands on first use and translates errors into one line."""
+
+    _plugin_commands_for: object = None
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        self._add_plugin_commands()
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def _add_plugin_commands(self) -> None:
+        loaded = plugins.current()[0]
+        if self._plugin_commands_for is not loaded:
+            self._plugin_commands_for = loaded
+            loaded.manager.hook.register_commands(cli=self)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except AttribenchError as exc:
+            if ctx.params.get("debug"):
+                raise
+            raise OneLineError(str(exc), 2 if isinstance(exc, UsageProblem) else 1) from exc
+        except Exception as exc:  # a bug or a library failure: one line unless --debug
+            if ctx.params.get("debug"):
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise OneLineError(f"{type(exc).__name__}: {first} (run with --debug for the traceback)") from exc
+
+
+@click.group(cls=AttribenchGroup, context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="attribench")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option(
+    "--strict", is_flag=True, help="Fail when a plugin does not load (also ATTRIBENCH_STRICT_PLUGINS=1)."
+)
+def cli(debug: bool, strict: bool) -> None:
+    """Benchmark feature-attribution methods for PyTorch image classifiers."""
+    if strict:
+        plugins.use(plugins.make_plugins(strict=True))
+
+
+# -- list / plugins -------------------------------------------------------------------------------
+
+
+def _details(entry: Entry) -> dict[str, Any]:
+    """What `list -v` adds: declared parameters (explainers), direction and options (metrics)."""
+    target = entry.load()
+    out: dict[str, Any] = {}
+    if entry.kind == "explainer":
+        out["parameters"] = {p.name: p.default for p in getattr(target, "parameters", ())}
+    elif entry.kind == "metric":
+        out.update(
+            higher_is_better=target.higher_is_better,
+            category=target.category,
+            dataset=target.dataset,
+            model=target.model,
+            options={p.name: p.default for p in target.options},
+        )
+    elif entry.kind == "model":
+        out["dataset"] = target.dataset
+    return out
+
+
+@cli.command("list", context_settings=CONTEXT)
+@click.argument("kind", required=False, type=click.Choice([f"{k}s" for k in KINDS]))
+@click.option("--plugin", "namespace", help="Only what this plugin registered (e.g. methods).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Also show parameters and options (imports the plugins' code)."
+)
+def list_command(kind: str | None, namespace: str | None, as_json: bool, verbose: bool) -> None:
+    """List registered datasets, models, explainers and metrics."""
+    entries = plugins.get_registry().entries(kind[:-1] if kind else None, namespace)
+    rows = [
+        {
+            "name": e.qualified,
+            "kind": e.kind,
+            "plugin": e.namespace,
+            "description": e.summary(),
+            "aliases": list(e.aliases),
+            **e.meta,
+            **(_details(e) if verbose else {}),
+        }
+        for e in entries
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1, default=str))
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "kind", "description"):
+        table.add_column(column)
+    if verbose:
+        table.add_column("details")
+    for row in rows:
+        cells = [
+            row["name"] + (f" ({', '.join(row['aliases'])})" if row["aliases"] else ""),
+            row["kind"],
+            row["description"],
+        ]
+        if verbose:
+            extra = {
+                k: v for k, v in row.items() if k not in ("name", "kind", "plugin", "description", "aliases")
+            }
+            cells.append("; ".join(f"{k}: {v}" for k, v in extra.items()))
+        table.add_row(*cells)
+    _console().print(table)
+
+
+@cli.command("plugins", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins_command(as_json: bool) -> None:
+    """Show loaded plugins: namespace, distribution, version, hooks, and load errors."""
+    records = plugins.current()[0].records.values()
+    rows = [vars(r) for r in records]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    for r in records:
+        status = f"[red]failed: {r.error}[/red]" if r.error else ", ".join(r.hooks) or "(no hooks)"
+        _console().print(f"[bold]{r.namespace}[/bold]  {r.dist or r.module} {r.version or ''}  {status}")
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+
+def _metric_options(args: list[str]) -> dict[str, str]:
+    """Parse the metric-specific `--name value` / `--name=value` arguments left over by Click."""
+    options: dict[str, str] = {}
+    items = iter(args)
+    for arg in items:
+        if not arg.startswith("--") or len(arg) < 3:
+            raise UsageProblem(f"Unexpected argument '{arg}'. Metric options are written --name value.")
+        name, sep, value = arg[2:].partition("=")
+        if not sep:
+            value = next(items, None)
+            if value is None or value.startswith("--"):
+                raise UsageProblem(f"Option --{name} needs a value.")
+        options[name.replace("-", "_")] = value
+    return options
+
+
+@cli.command("run", context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("metric")
+@click.option(
+    "-e",
+    "--explainer",
+    "explainers",
+    multiple=True,
+    help="Explainer name, optionally with parameters: ig:steps=32,internal_batch_size=16. "
+    "Repeat for several; 'all' (default) runs every available explainer.",
+)
+@click.option("--num-imgs", type=int, help="Number of test images to evaluate (default: the metric's).")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Drives data, sampling, noise and metrics."
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Images per attribution batch.")
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("attribench.h5"),
+    show_default=True,
+    help="HDF5 attribution store.",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(["lzf", "gzip", "none"]),
+    default="lzf",
+    show_default=True,
+    help="Compression of new attribution groups.",
+)
+@click.option("--dataset", help="Dataset to use instead of the metric's default.")
+@click.option("--model", help="Model to use instead of the metric's default.")
+@click.option("--weights", type=click.Path(path_type=Path), help="Weights file (state dict) for --model.")
+@click.option("--retrain", is_flag=True, help="Train the models again instead of using cached weights.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON result here."
+)
+@click.pass_context
+def run_command(
+    ctx: click.Context,
+    metric: str,
+    explainers: tuple[str, ...],
+    as_json: bool,
+    out: Path | None,
+    **kwargs: Any,
+) -> None:
+    """Run METRIC for some explainers; metric options follow as --name value."""
+    from attribench_core.runner import RunRequest, run
+
+    _check_device(kwargs["device"])
+    if out is not None and not out.parent.is_dir():
+        raise UsageProblem(f"Folder of --out '{out.parent}' does not exist.")
+    request = RunRequest(
+        metric=metric, explainers=list(explainers) or ["all"], options=_metric_options(ctx.args), **kwargs
+    )
+    with _progress(stderr=as_json) as progress:
+        outcome = run(plugins.get_registry(), request, progress)
+    payload = outcome.to_json()
+    if out is not None:
+        out.write_text(json.dumps(payload, indent=1))
+    if as_json:
+        click.echo(json.dumps(payload, indent=1))
+    else:
+        _print_outcome(outcome)
+
+
+def _check_device(device: str) -> None:
+    if device == "cpu":
+        return
+    if not device.startswith("cuda"):
+        raise UsageProblem(f"Unknown device '{device}'; use cpu, cuda or cuda:N.")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UsageProblem(
+            f"Device '{device}' was asked for but torch sees no CUDA device; use --device cpu."
+        )
+
+
+class _progress:
+    """A rich progress display as a `Progress` callable (on stderr when stdout carries JSON)."""
+
+    def __init__(self, stderr: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=_console(stderr),
+            transient=False,
+        )
+
+    def __enter__(self):
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def __call__(self, description: str, total: int):
+        task = self.bar.add_task(description, total=total)
+        return lambda n: self.bar.advance(task, n)
+
+
+def _print_outcome(outcome: Any) -> None:
+    from rich.table import Table
+
+    metric = plugins.get_registry().resolve("metric", outcome.metric).load()
+    arrow = "higher is better" if metric.higher_is_better else "lower is better"
+    table = Table(
+        title=f"{outcome.metric} ({arrow}) on {outcome.provenance['dataset']} / "
+        f"{outcome.provenance['model']}, seed {outcome.provenance['seed']}"
+    )
+    for column, justify in (
+        ("explainer", "left"),
+        ("value", "right"),
+        ("95% CI", "right"),
+        ("n", "right"),
+        ("skipped", "right"),
+    ):
+        table.add_column(column, justify=justify)
+    for label, result in outcome.results.items():
+        u = result.uncertainty
+        reasons = ", ".join(f"{k}: {v}" for k, v in result.skipped.items())
+        table.add_row(
+            label,
+            f"{result.value:.4f}",
+            f"{u.low:.4f} – {u.high:.4f}" if u else "",
+            str(result.n),
+            f"{result.n_skipped}" + (f" ({reasons})" if reasons else ""),
+        )
+    console = _console()
+    console.print(table)
+    v = outcome.verification
+    summary = ", ".join(f"{k} {val:.3f}" for k, val in v.items() if isinstance(val, float))
+    console.print(
+        f"model {v['model']} ({v['source']}{'; ' + summary if summary else ''}); "
+        f"{outcome.computed} attributions computed, results saved in {outcome.provenance['store']}"
+    )
+
+
+# -- store ----------------------------------------------------------------------------------------
+
+
+@cli.group("store", context_settings=CONTEXT)
+def store_group() -> None:
+    """Inspect the attribution store: ls, show, verify, export."""
+
+
+_store_option = click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("attribench.h5"),
+    show_default=True,
+    help="HDF5 attribution store.",
+)
+
+
+def _open_store(path: Path):
+    from attribench_core.store import AttributionStore
+
+    if not path.exists():
+        raise UsageProblem(f"No store at '{path}'; run a metric first or pass --store.")
+    store = AttributionStore(path)
+    store.check()
+    return store
+
+
+@store_group.command("ls")
+@_store_option
+@click.option("--json", "as_json", is_flag=True)
+def store_ls(store: Path, as_json: bool) -> None:
+    """List attribution groups and result runs."""
+    groups = _open_store(store).groups()
+    if as_json:
+        click.echo(json.dumps([{k: v for k, v in g.items() if k != "attrs"} for g in groups], indent=1))
+        return
+    for g in groups:
+        shape = "x".join(map(str, g["shape"]))
+        click.echo(f"{g['path']}  {g['kind']}  n={g['n']}" + (f"  [{shape}]" if shape else ""))
+
+
+@store_group.command("show")
+@click.argument("group")
+@_store_option
+def store_show(group: str, store: Path) -> None:
+    """Show the provenance of GROUP (a path from `store ls`)."""
+    click.echo(json.dumps(_open_store(store).show(group), indent=1, default=str))
+
+
+@store_group.command("verify")
+@_store_option
+def store_verify(store: Path) -> None:
+    """Check integrity: lengths, duplicate indices, non-finite counts, unmerged batches."""
+    problems = _open_store(store).verify()
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        raise AttribenchError(f"{len(problems)} problem(s) in '{store}'.")
+    click.echo(f"{store}: OK")
+
+
+@store_group.command("export")
+@click.argument("group")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@_store_option
+def store_export(group: str, out: Path, store: Path) -> None:
+    """Export attribution GROUP to OUT (.npz with attribution, index, target, prediction, provenance)."""
+    if not out.parent.is_dir():
+        raise UsageProblem(f"Folder '{out.parent}' does not exist.")
+    click.echo(str(_open_store(store).export(group, out)))
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(prog_name="attribench")
+    except AttribenchError as exc:  # raised while loading plugins, before any command runs
+        OneLineError(str(exc)).show()
+        sys.exit(1)

@@ -1,0 +1,91 @@
+"""The Explainer contract: a batched attribution method with declared parameters.
+
+Subclasses implement `explain(model, inputs, targets)`. The runner calls the instance (`__call__`), which
+enables gradients, hands out the run's random generator, checks the output's shape, and guarantees that
+the model is left as it was found (hooks, `requires_grad`, train/eval mode) even when `explain` raises.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from attribench_core.params import Param, resolve_params
+
+if TYPE_CHECKING:
+    import torch
+
+# nn.Module attributes that hold hook dictionaries; anything added to them during `explain` is removed.
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+)
+
+
+class Explainer(ABC):
+    """An attribution method.
+
+    Declare tunable parameters in `parameters`; their values are in `self.params` (defaults merged with
+    what the user gave, e.g. `--explainer ig:steps=32`). Set `channel_less = True` for methods that
+    return `[B,1,H,W]` (Grad-CAM); otherwise `explain` returns a tensor shaped like `inputs`.
+    Randomness must come from `self.generator` (a `torch.Generator` seeded by the run).
+    """
+
+    parameters: ClassVar[tuple[Param, ...]] = ()
+    channel_less: ClassVar[bool] = False
+
+    def __init__(self, **params: Any) -> None:
+        self.params = resolve_params(self.parameters, params, owner=type(self).__name__)
+        self.generator: torch.Generator | None = None
+
+    @abstractmethod
+    def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Attributions for `inputs[B,C,H,W]` w.r.t. the logits of `targets[B]`."""
+
+    def __call__(
+        self,
+        model: torch.nn.Module,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        import torch
+
+        self.generator = generator
+        with preserved_model_state(model), torch.enable_grad():
+            out = self.explain(model, inputs, targets)
+        expected = (inputs.shape[0], 1, *inputs.shape[2:]) if self.channel_less else tuple(inputs.shape)
+        if tuple(out.shape) != expected:
+            raise ValueError(
+                f"{type(self).__name__}.explain returned shape {tuple(out.shape)}; expected {expected}."
+            )
+        return out.detach().float()
+
+
+@contextmanager
+def preserved_model_state(model: torch.nn.Module) -> Iterator[None]:
+    """Restore hooks, `requires_grad` and train/eval modes of `model` on exit, whatever happens inside."""
+    modules = list(model.modules())
+    modes = [m.training for m in modules]
+    grads = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    hooks = [{name: set(getattr(m, name, {}) or {}) for name in _HOOK_DICTS} for m in modules]
+    try:
+        yield
+    finally:
+        for module, mode, kept in zip(modules, modes, hooks, strict=True):
+            module.training = mode
+            for name, keys in kept.items():
+                current = getattr(module, name, None)
+                for key in [k for k in (current or {}) if k not in keys]:
+                    del current[key]
+        for param, flag, grad in grads:
+            param.requires_grad_(flag)
+            param.grad = grad

@@ -1,0 +1,45 @@
+"""The plugin contract: five hooks, each handed a `register` callback (or the CLI group).
+
+A plugin implements any subset with `@hookimpl`. `register(name, target, *, description="", aliases=(),
+**meta)` records a short name (`^[a-z][a-z0-9_]*$`) that the core prefixes with the plugin's namespace
+(`methods.ig`); `target` is a class or a lazy `"module:attr"` string, so listing never imports heavy code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from attribench_core.registry import Register
+
+hookspec = pluggy.HookspecMarker("attribench")
+hookimpl = pluggy.HookimplMarker("attribench")
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register datasets: factories `(split, seed, **options) -> Dataset`."""
+
+
+@hookspec
+def register_models(register: Register) -> None:
+    """Register models: `Model` subclasses that build a network and obtain its weights."""
+
+
+@hookspec
+def register_explainers(register: Register) -> None:
+    """Register attribution methods: `Explainer` subclasses."""
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Register metrics: `Metric` subclasses."""
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add Click sub-commands to the `attribench` command group."""

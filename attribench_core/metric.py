@@ -1,0 +1,89 @@
+"""The Metric contract: declarations the runner checks and the CLI shows, and `compute` per explainer.
+
+A metric never computes attributions itself: it asks its context, which reads them from the store (the
+runner has computed what was missing beforehand, see `requests`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from attribench_core.params import Param, resolve_params
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from attribench_core.dataset import Batch, Dataset
+    from attribench_core.result import Result
+    from attribench_core.store import Stored
+
+TARGETS = ("prediction", "label")
+
+
+@dataclass(frozen=True)
+class AttributionRequest:
+    """Attributions a metric needs: these dataset indices, on this (dataset, model), for each explainer."""
+
+    dataset: str
+    model: str
+    index: tuple[int, ...]
+    target: str = "prediction"
+
+
+class MetricContext(Protocol):
+    """What `Metric.compute` may use (implemented by the runner)."""
+
+    dataset: Dataset
+    dataset_name: str
+    model_name: str
+    index: np.ndarray
+    seed: int
+    device: str
+    batch_size: int
+
+    def rng(self, purpose: str) -> np.random.Generator:
+        """A numpy generator derived from the run seed and `purpose` (e.g. "bootstrap")."""
+
+    def attribution_batches(
+        self, explainer: str, *, dataset: str | None = None, model: str | None = None, index: Any = None
+    ) -> Iterator[tuple[Batch, Stored]]:
+        """Dataset samples with their stored attributions, `batch_size` at a time."""
+
+
+class Metric(ABC):
+    """A metric. Subclasses declare:
+
+    - `higher_is_better`, `category` ("ground_truth", "faithfulness", "sanity", ...);
+    - `dataset`, `model`: qualified names used by default (`--dataset`/`--model` override them);
+    - `requires`: what the dataset must provide, e.g. `("regions",)`;
+    - `options`: `Param`s settable as `--name value` after the metric on the command line;
+    - `target`: explain the model's "prediction" or the dataset "label";
+    - `num_imgs`: how many test images are evaluated by default.
+    """
+
+    higher_is_better: ClassVar[bool]
+    category: ClassVar[str]
+    dataset: ClassVar[str]
+    model: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[tuple[Param, ...]] = ()
+    target: ClassVar[str] = "prediction"
+    num_imgs: ClassVar[int] = 100
+
+    def __init__(self, **options: Any) -> None:
+        self.opts = resolve_params(self.options, options, owner=type(self).__name__)
+
+    def dataset_options(self) -> dict[str, Any]:
+        """Options passed to the dataset factory (e.g. a SMERF setting); none by default."""
+        return {}
+
+    def requests(self, ctx: MetricContext) -> list[AttributionRequest]:
+        """What to compute before `compute` runs; by default the evaluated images on the default pair."""
+        return [AttributionRequest(ctx.dataset_name, ctx.model_name, tuple(map(int, ctx.index)), self.target)]
+
+    @abstractmethod
+    def compute(self, ctx: MetricContext, explainer: str) -> Result:
+        """Score the attributions of `explainer` (its store label, as given to `attribution_batches`)."""

@@ -1,0 +1,95 @@
+"""Declared parameters and options: defaults, types, and parsing of `key=value` text from the CLI.
+
+Kept free of torch so that `attribench list` stays fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from attribench_core.errors import ParameterError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tunable parameter of an explainer, or one option of a metric or dataset.
+
+    `type` is one of `int`, `float`, `bool`, `str`; `choices` restricts the accepted values.
+    """
+
+    name: str
+    default: Any
+    help: str = ""
+    type: type = str
+    choices: tuple[Any, ...] | None = None
+
+    def parse(self, text: str) -> Any:
+        """Turn CLI text into a value of this parameter's type, or raise ParameterError."""
+        try:
+            if self.type is bool:
+                low = text.strip().lower()
+                if low not in _TRUE | _FALSE:
+                    raise ValueError
+                value: Any = low in _TRUE
+            else:
+                value = self.type(text)
+        except ValueError:
+            raise ParameterError(
+                f"Parameter '{self.name}' expects {self.type.__name__}, got '{text}'."
+            ) from None
+        return self.check(value)
+
+    def check(self, value: Any) -> Any:
+        """Validate a Python value (from the API or after parsing)."""
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if value is not None and not isinstance(value, self.type):
+            raise ParameterError(f"Parameter '{self.name}' expects {self.type.__name__}, got {value!r}.")
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(map(str, self.choices))
+            raise ParameterError(f"Parameter '{self.name}' must be one of {allowed}; got {value!r}.")
+        return value
+
+
+def resolve_params(
+    declared: Sequence[Param], given: Mapping[str, Any], *, owner: str, noun: str = "parameter"
+) -> dict[str, Any]:
+    """Merge given values over declared defaults; an unknown name is an error with suggestions."""
+    by_name = {p.name: p for p in declared}
+    unknown = sorted(set(given) - set(by_name))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(by_name), n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        known = ", ".join(by_name) or "none"
+        raise ParameterError(f"Unknown {noun} '{unknown[0]}' for {owner}.{hint} Known {noun}s: {known}.")
+    values = {p.name: p.default for p in declared}
+    for name, value in given.items():
+        param = by_name[name]
+        values[name] = (
+            param.parse(value) if isinstance(value, str) and param.type is not str else param.check(value)
+        )
+    return values
+
+
+def parse_assignments(text: str, *, owner: str) -> dict[str, str]:
+    """Parse `k=v,k2=v2` into a dict of raw strings; malformed text raises ParameterError."""
+    pairs: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ParameterError(
+                f"Malformed parameter '{part}' for {owner}: write name=value, e.g. ig:steps=32."
+            )
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def describe(params: Iterable[Param]) -> str:
+    """One-line summary `steps=64, baseline=zero` for listings."""
+    return ", ".join(f"{p.name}={p.default}" for p in params)

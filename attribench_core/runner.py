@@ -1,0 +1,371 @@
+"""Running a metric: prepare (data, models), plan (what the store lacks), execute (batched attributions),
+evaluate (the metric per explainer). No Click in here; the CLI and the Python API both call `run`.
+
+Planning is separate from execution: `plan()` returns `AttributionTask`s (a key, its provenance and the
+missing batches), and any executor that writes those batches to the store can replace `execute()`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from attribench_core import __version__
+from attribench_core.dataset import Batch, Dataset
+from attribench_core.errors import ParameterError, UsageProblem
+from attribench_core.explainer import Explainer
+from attribench_core.metric import TARGETS, AttributionRequest, Metric
+from attribench_core.params import parse_assignments, resolve_params
+from attribench_core.progress import Progress, no_progress
+from attribench_core.registry import Entry, Registry
+from attribench_core.result import Result
+from attribench_core.seeding import derive_seed
+from attribench_core.store import AttributionStore, GroupKey, ResultRecord, Stored, short_hash
+from attribench_core.weights import LoadedModel, obtain_model
+
+
+@dataclass
+class RunRequest:
+    """Everything `attribench run` was asked; strings as typed, resolved by `prepare`."""
+
+    metric: str
+    explainers: list[str] = field(default_factory=lambda: ["all"])
+    num_imgs: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = 32
+    store: Path = Path("attribench.h5")
+    options: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+    model: str | None = None
+    weights: Path | None = None
+    retrain: bool = False
+    compression: str = "lzf"
+
+
+@dataclass
+class ExplainerConfig:
+    """A resolved explainer with its parameter values; `label` names it in results (`methods.ig:steps=32`)."""
+
+    entry: Entry
+    params: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        given = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return self.entry.qualified + (f":{given}" if given else "")
+
+    @property
+    def resolved(self) -> dict[str, Any]:
+        """All parameter values, defaults included: what the store key hashes."""
+        return resolve_params(self.entry.load().parameters, self.params, owner=self.entry.qualified)
+
+    def build(self) -> Explainer:
+        return self.entry.load()(**self.params)
+
+
+@dataclass
+class AttributionTask:
+    key: GroupKey
+    dataset: str
+    model: str
+    explainer: ExplainerConfig
+    target: str
+    batches: list[np.ndarray]
+    provenance: dict[str, Any]
+
+
+def parse_explainer(registry: Registry, text: str) -> ExplainerConfig:
+    """`name` or `name:k=v,k2=v2` -> a resolved explainer whose parameters are validated."""
+    name, _, assignments = text.partition(":")
+    entry = registry.resolve("explainer", name.strip())
+    given = parse_assignments(assignments, owner=entry.qualified)
+    values = resolve_params(entry.load().parameters, given, owner=entry.qualified)
+    return ExplainerConfig(entry, {k: values[k] for k in given})
+
+
+class Resources:
+    """Datasets and models of one run, loaded once and shared by planning, execution and metrics."""
+
+    def __init__(self, registry: Registry, request: RunRequest, progress: Progress):
+        self.registry, self.request, self.progress = registry, request, progress
+        self._datasets: dict[tuple[str, str], Dataset] = {}
+        self._models: dict[str, LoadedModel] = {}
+        self.dataset_options: dict[str, dict[str, Any]] = {}
+
+    def dataset_key(self, name: str, split: str = "test") -> str:
+        options = self.dataset_options.get(name, {})
+        return f"{name}@{short_hash({'options': options, 'seed': self.request.seed, 'split': split})}"
+
+    def dataset(self, name: str, split: str = "test") -> Dataset:
+        entry = self.registry.resolve("dataset", name)
+        if (entry.qualified, split) not in self._datasets:
+            factory = entry.load()
+            options = self.dataset_options.get(entry.qualified, {})
+            self._datasets[entry.qualified, split] = factory(split=split, seed=self.request.seed, **options)
+        return self._datasets[entry.qualified, split]
+
+    def model(self, name: str) -> LoadedModel:
+        entry = self.registry.resolve("model", name)
+        if entry.qualified not in self._models:
+            model = entry.load()()
+            data = self.registry.resolve("dataset", model.dataset).qualified
+            self.dataset_options.setdefault(data, dict(model.dataset_options))
+            self._models[entry.qualified] = obtain_model(
+                model,
+                entry.qualified,
+                lambda split: self.dataset(data, split),
+                data_key={"dataset": data, "options": self.dataset_options[data]},
+                seed=self.request.seed,
+                device=self.request.device,
+                weights_file=self.request.weights if entry.qualified == self.request.model else None,
+                retrain=self.request.retrain,
+                progress=self.progress,
+            )
+        return self._models[entry.qualified]
+
+
+class RunContext:
+    """The `MetricContext` handed to `Metric.compute`."""
+
+    def __init__(
+        self,
+        resources: Resources,
+        store: AttributionStore,
+        metric: Metric,
+        dataset: str,
+        model: str,
+        index: np.ndarray,
+        explainers: dict[str, ExplainerConfig],
+    ):
+        self.resources, self.store, self.metric = resources, store, metric
+        self.dataset_name, self.model_name, self.index = dataset, model, index
+        self.explainers = explainers
+        request = resources.request
+        self.seed, self.device, self.batch_size = request.seed, request.device, request.batch_size
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.resources.dataset(self.dataset_name)
+
+    def rng(self, purpose: str) -> np.random.Generator:
+        return np.random.default_rng(derive_seed(self.seed, "metric", purpose))
+
+    def group_key(self, dataset: str, model: str, explainer: ExplainerConfig, target: str) -> GroupKey:
+        loaded = self.resources.model(model)
+        params_hash = short_hash({"params": explainer.resolved, "target": target})
+        return GroupKey(
+            self.resources.dataset_key(dataset), loaded.key, f"{explainer.entry.qualified}@{params_hash}"
+        )
+
+    def attribution_batches(
+        self, explainer: str, *, dataset: str | None = None, model: str | None = None, index: Any = None
+    ) -> Iterator[tuple[Batch, Stored]]:
+        dataset, model = dataset or self.dataset_name, model or self.model_name
+        index = self.index if index is None else np.asarray(index, dtype=np.int64)
+        key = self.group_key(dataset, model, self.explainers[explainer], self.metric.target)
+        data = self.resources.dataset(dataset)
+        for start in range(0, len(index), self.batch_size):
+            part = index[start : start + self.batch_size]
+            yield data.batch(part), self.store.read(key, part)
+
+
+@dataclass
+class RunOutcome:
+    metric: str
+    options: dict[str, Any]
+    results: dict[str, Result]
+    provenance: dict[str, Any]
+    verification: dict[str, Any]
+    computed: int  # attributions computed in this run (0 when everything came from the store)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "options": self.options,
+            "results": [r.to_json(label) for label, r in self.results.items()],
+            "provenance": self.provenance,
+        }
+
+
+def sample_index(size: int, num_imgs: int | None, seed: int) -> np.ndarray:
+    """`num_imgs` distinct dataset indices (all when None or larger), sorted, chosen by the seed."""
+    if num_imgs is not None and num_imgs < 1:
+        raise ParameterError(f"--num-imgs must be at least 1; got {num_imgs}.")
+    if num_imgs is None or num_imgs >= size:
+        return np.arange(size, dtype=np.int64)
+    rng = np.random.default_rng(derive_seed(seed, "sample-index"))
+    return np.sort(rng.choice(size, size=num_imgs, replace=False)).astype(np.int64)
+
+
+def prepare(registry: Registry, request: RunRequest, progress: Progress = no_progress) -> RunContext:
+    """Resolve names, build the metric, load data and models, and choose the evaluated images."""
+    metric_entry = registry.resolve("metric", request.metric)
+    metric_cls = metric_entry.load()
+    resolve_params(metric_cls.options, request.options, owner=metric_entry.qualified, noun="option")
+    metric: Metric = metric_cls(**request.options)
+    if metric.target not in TARGETS:
+        raise UsageProblem(
+            f"Metric {metric_entry.qualified} declares target '{metric.target}'; use one of {TARGETS}."
+        )
+    labels = request.explainers or ["all"]
+    if "all" in labels:
+        configs = [
+            ExplainerConfig(e, {}) for e in registry.entries("explainer") if e.meta.get("available", True)
+        ]
+    else:
+        configs = [parse_explainer(registry, text) for text in labels]
+    if not configs:
+        raise UsageProblem("No explainers are installed; pip install -e plugins/attribench_methods.")
+    explainers = {c.label: c for c in configs}
+    resources = Resources(registry, request, progress)
+    dataset = registry.resolve("dataset", request.dataset or metric_cls.dataset).qualified
+    model = registry.resolve("model", request.model or metric_cls.model).qualified
+    resources.dataset_options[dataset] = metric.dataset_options()
+    resources.model(model)
+    data = resources.dataset(dataset)
+    if "regions" in metric.requires and not data.batch([0]).regions:
+        raise UsageProblem(
+            f"Metric {metric_entry.qualified} needs ground-truth regions; dataset {dataset} has none."
+        )
+    index = sample_index(
+        len(data), metric.num_imgs if request.num_imgs is None else request.num_imgs, request.seed
+    )
+    return RunContext(
+        resources,
+        AttributionStore(request.store, compression=request.compression),
+        metric,
+        dataset,
+        model,
+        index,
+        explainers,
+    )
+
+
+def versions(entries: list[Entry]) -> dict[str, str]:
+    found = {"attribench": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    found.update({e.dist: e.version for e in entries if e.dist and e.version})
+    return found
+
+
+def plan(ctx: RunContext) -> list[AttributionTask]:
+    """The attribution batches that the store lacks, for every request of the metric and every explainer."""
+    tasks = []
+    requests: list[AttributionRequest] = ctx.metric.requests(ctx)
+    for req in requests:
+        loaded = ctx.resources.model(req.model)
+        for config in ctx.explainers.values():
+            key = ctx.group_key(req.dataset, req.model, config, req.target)
+            index = np.asarray(req.index, dtype=np.int64)
+            missing = set(ctx.store.missing(key, index).tolist())
+            # Batches are cut from the full index list, so a resumed run recomputes exactly the same batches.
+            batches = [
+                b
+                for b in np.array_split(index, range(ctx.batch_size, len(index), ctx.batch_size))
+                if missing.intersection(b.tolist())
+            ]
+            if not batches:
+                continue
+            provenance = {
+                "dataset": req.dataset,
+                "dataset_options": ctx.resources.dataset_options.get(req.dataset, {}),
+                "model": req.model,
+                "weights_hash": loaded.weights_hash,
+                "explainer": config.entry.qualified,
+                "params": config.resolved,
+                "target": req.target,
+                "seed": ctx.seed,
+                "batch_size": ctx.batch_size,
+                "versions": versions([config.entry]),
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            }
+            tasks.append(
+                AttributionTask(key, req.dataset, req.model, config, req.target, batches, provenance)
+            )
+    return tasks
+
+
+def execute(ctx: RunContext, tasks: list[AttributionTask], progress: Progress = no_progress) -> int:
+    """Compute every task's batches on the run's device, journal each batch, merge into the store."""
+    computed = 0
+    for task in tasks:
+        explainer = task.explainer.build()
+        module = ctx.resources.model(task.model).module
+        data = ctx.resources.dataset(task.dataset)
+        advance = progress(f"attributions {task.explainer.label}", sum(map(len, task.batches)))
+        for index in task.batches:
+            batch = data.batch(index)
+            inputs = batch.images.to(ctx.device)
+            with torch.no_grad():
+                prediction = module(inputs).argmax(1)
+            target = prediction if task.target == "prediction" else batch.labels.to(ctx.device)
+            generator = torch.Generator().manual_seed(
+                derive_seed(ctx.seed, "explainer", task.explainer.entry.qualified, int(index[0]))
+            )
+            attribution = explainer(module, inputs, target, generator=generator)
+            ctx.store.write_batch(
+                task.key,
+                task.provenance,
+                index,
+                attribution.cpu().numpy(),
+                target.cpu().numpy(),
+                prediction.cpu().numpy(),
+            )
+            computed += len(index)
+            advance(len(index))
+        ctx.store.merge()
+    return computed
+
+
+def run(registry: Registry, request: RunRequest, progress: Progress = no_progress) -> RunOutcome:
+    """Prepare, plan, execute and evaluate; save the results in the store."""
+    if request.batch_size < 1:
+        raise ParameterError(f"--batch-size must be at least 1; got {request.batch_size}.")
+    AttributionStore(request.store).check()
+    ctx = prepare(registry, request, progress)
+    ctx.store.check()
+    ctx.store.merge()  # adopt batches journalled by an interrupted run
+    computed = execute(ctx, plan(ctx), progress)
+    metric_entry = registry.resolve("metric", request.metric)
+    advance = progress(f"metric {metric_entry.qualified}", len(ctx.explainers))
+    results = {}
+    for label in ctx.explainers:
+        results[label] = ctx.metric.compute(ctx, label)
+        advance(1)
+    loaded = ctx.resources.model(ctx.model_name)
+    provenance = {
+        "seed": request.seed,
+        "versions": versions([metric_entry, *(c.entry for c in ctx.explainers.values())]),
+        "store": str(request.store),
+        "group": f"attributions/{ctx.resources.dataset_key(ctx.dataset_name)}/{loaded.key}",
+        "dataset": ctx.dataset_name,
+        "model": ctx.model_name,
+        "num_imgs": len(ctx.index),
+        "device": request.device,
+    }
+    outcome = RunOutcome(
+        metric_entry.qualified,
+        ctx.metric.opts,
+        results,
+        provenance,
+        {
+            "model": ctx.model_name,
+            "source": loaded.source,
+            **(loaded.verification.summary if loaded.verification else {}),
+        },
+        computed,
+    )
+    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    arrays = {
+        f"{label}/{name}": values for label, r in results.items() for name, values in r.per_sample.items()
+    }
+    arrays.update({f"{label}/index": r.index for label, r in results.items() if r.index is not None})
+    ctx.store.merge([ResultRecord(metric_entry.qualified, run_id, outcome.to_json(), arrays)])
+    return outcome

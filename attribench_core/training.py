@@ -1,0 +1,86 @@
+"""Supervised training of a classifier with a `Recipe`, resumable from per-epoch checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from attribench_core.cache import atomic_path
+from attribench_core.dataset import Dataset
+from attribench_core.model import Recipe
+from attribench_core.progress import Progress
+
+
+def _arrays(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    batch = dataset.batch(np.arange(len(dataset)))
+    return batch.images, batch.labels
+
+
+def fit_classifier(
+    module: torch.nn.Module,
+    train_set: Dataset,
+    recipe: Recipe,
+    *,
+    seed: int,
+    device: str = "cpu",
+    checkpoint: Path | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Adam + cross-entropy for `recipe.epochs`; resumes from `checkpoint` if one exists."""
+    generator = torch.Generator().manual_seed(seed)
+    images, labels = _arrays(train_set)
+    module.to(device).train()
+    optimizer = torch.optim.Adam(module.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    first_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        module.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        first_epoch = int(state["epoch"])
+    steps_per_epoch = -(-len(images) // recipe.batch_size)
+    advance = progress("training", recipe.epochs * steps_per_epoch) if progress else None
+    if advance:
+        advance(first_epoch * steps_per_epoch)
+    for epoch in range(first_epoch, recipe.epochs):
+        order = torch.randperm(len(images), generator=generator)
+        for start in range(0, len(images), recipe.batch_size):
+            pick = order[start : start + recipe.batch_size]
+            x, y = images[pick].to(device), labels[pick].to(device)
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(module(x), y).backward()
+            optimizer.step()
+            if advance:
+                advance(1)
+        if checkpoint is not None:
+            tmp = atomic_path(checkpoint)
+            state = {
+                "model": module.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "epoch": epoch + 1,
+            }
+            torch.save(state, tmp)
+            os.replace(tmp, checkpoint)
+    module.eval()
+
+
+@torch.no_grad()
+def predict(
+    module: torch.nn.Module, images: torch.Tensor, *, device: str = "cpu", batch_size: int = 256
+) -> torch.Tensor:
+    """Predicted classes for `images` (on the CPU), in batches."""
+    module.eval()
+    out = [
+        module(images[i : i + batch_size].to(device)).argmax(1).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+def accuracy(module: torch.nn.Module, dataset: Dataset, *, device: str = "cpu") -> float:
+    images, labels = _arrays(dataset)
+    return float((predict(module, images, device=device) == labels).float().mean())

@@ -1,0 +1,159 @@
+"""Obtaining a model's weights: from a user's file, or trained with the model's recipe and cached.
+
+Trained weights live in `ATTRIBENCH_HOME/models/<model>/<key>.pt`, where the key hashes the architecture,
+the recipe, the training data (dataset, options, seed) and the torch minor version. A weights file that
+fails to load is retrained; an interrupted training resumes from its last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attribench_core.cache import atomic_path, home
+from attribench_core.dataset import Dataset
+from attribench_core.errors import ModelError
+from attribench_core.model import Model, ModelInfo, Verification, attach_info
+from attribench_core.progress import Progress, no_progress
+from attribench_core.seeding import derive_seed
+from attribench_core.store import short_hash
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    module: torch.nn.Module
+    weights_hash: str
+    source: str  # "cache", "trained" or "file"
+    verification: Verification | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.weights_hash[:10]}"
+
+
+def weights_hash(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def obtain_model(
+    model: Model,
+    name: str,
+    datasets: Callable[[str], Dataset],
+    *,
+    data_key: dict[str, Any],
+    seed: int,
+    device: str = "cpu",
+    weights_file: Path | None = None,
+    retrain: bool = False,
+    progress: Progress = no_progress,
+) -> LoadedModel:
+    """Build `model` and give it weights; `datasets(split)` returns its train/test data."""
+    test_set = datasets("test")
+    module = model.build(test_set.num_classes, test_set.image_shape)
+    if weights_file is not None:
+        loaded = _from_file(module, weights_file, name)
+    elif model.recipe is None:
+        raise ModelError(f"Model {name} has no training recipe here; pass its weights with --weights FILE.")
+    else:
+        loaded = _from_cache_or_training(
+            model, module, name, datasets, data_key, seed, device, retrain, progress
+        )
+    info = ModelInfo(name, test_set.value_range, test_set.num_classes, model.cam_layer, loaded.weights_hash)
+    attach_info(loaded.module.to(device).eval(), info)
+    return loaded
+
+
+def _from_file(module: torch.nn.Module, path: Path, name: str) -> LoadedModel:
+    if not path.is_file():
+        raise ModelError(f"Weights file '{path}' does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        module.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"Weights in '{path}' do not fit model {name}: {first}") from None
+    return LoadedModel(name, module, weights_hash(module), "file")
+
+
+def _from_cache_or_training(
+    model: Model,
+    module: torch.nn.Module,
+    name: str,
+    datasets: Callable[[str], Dataset],
+    data_key: dict[str, Any],
+    seed: int,
+    device: str,
+    retrain: bool,
+    progress: Progress,
+) -> LoadedModel:
+    assert model.recipe is not None
+    key = short_hash(
+        {
+            "model": name,
+            "architecture": repr(module),
+            "recipe": dataclasses.asdict(model.recipe),
+            "data": data_key,
+            "seed": seed,
+            "torch": ".".join(torch.__version__.split(".")[:2]),
+        },
+        16,
+    )
+    folder = home() / "models" / name
+    weights, record = folder / f"{key}.pt", folder / f"{key}.json"
+    if not retrain and weights.exists() and record.exists():
+        try:
+            module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            meta = json.loads(record.read_text())
+            return LoadedModel(
+                name, module, meta["weights_hash"], "cache", Verification(**meta["verification"])
+            )
+        except Exception:
+            pass  # unreadable cache entry: retrain below
+    train_set, test_set = datasets("train"), datasets("test")
+    verification = None
+    for attempt in range(model.recipe.max_attempts):
+        checkpoint = folder / f"{key}.attempt{attempt}.ckpt"
+        if retrain:
+            checkpoint.unlink(missing_ok=True)
+        torch.manual_seed(derive_seed(seed, "init", name, attempt))
+        module = model.build(test_set.num_classes, test_set.image_shape)
+        model.fit(
+            module,
+            train_set,
+            seed=derive_seed(seed, "train", name, attempt),
+            device=device,
+            checkpoint=checkpoint,
+            progress=progress,
+        )
+        verification = model.verify(module, test_set, device=device)
+        checkpoint.unlink(missing_ok=True)
+        if verification.passed:
+            break
+    assert verification is not None
+    if not verification.passed:
+        raise ModelError(
+            f"Model {name} failed its check after {model.recipe.max_attempts} attempt(s): "
+            f"{verification.message}."
+        )
+    module = module.cpu()
+    digest = weights_hash(module)
+    tmp = atomic_path(weights)
+    torch.save(module.state_dict(), tmp)
+    os.replace(tmp, weights)
+    tmp = atomic_path(record)
+    tmp.write_text(json.dumps({"weights_hash": digest, "verification": dataclasses.asdict(verification)}))
+    os.replace(tmp, record)
+    return LoadedModel(name, module, digest, "trained", verification)

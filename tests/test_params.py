@@ -1,0 +1,54 @@
+import re
+
+import pytest
+
+from attribench_core.errors import ParameterError
+from attribench_core.params import Param, parse_assignments, resolve_params
+
+DECLARED = (
+    Param("steps", 64, type=int),
+    Param("sigma", 0.15, type=float),
+    Param("mode", "range", choices=("range", "absolute")),
+    Param("abs", False, type=bool),
+)
+
+
+def test_defaults_and_parsed_values():
+    values = resolve_params(DECLARED, parse_assignments("steps=32, sigma=0.1,abs=yes", owner="x"), owner="x")
+    assert values == {"steps": 32, "sigma": 0.1, "mode": "range", "abs": True}
+
+
+def test_python_values_are_checked():
+    assert resolve_params(DECLARED, {"sigma": 1}, owner="x")["sigma"] == 1.0
+    with pytest.raises(ParameterError, match="'steps' expects int"):
+        resolve_params(DECLARED, {"steps": 1.5}, owner="x")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("steps", "Malformed parameter 'steps' for ig: write name=value"),
+        ("steps=", "Malformed parameter"),
+        ("=3", "Malformed parameter"),
+    ],
+)
+def test_malformed_assignments(text, message):
+    with pytest.raises(ParameterError, match=message):
+        parse_assignments(text, owner="ig")
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"steps": "many"}, "Parameter 'steps' expects int, got 'many'"),
+        ({"mode": "relative"}, "Parameter 'mode' must be one of range, absolute; got 'relative'"),
+        ({"abs": "maybe"}, "Parameter 'abs' expects bool"),
+        (
+            {"step": "3"},
+            "Unknown parameter 'step' for ig. Did you mean steps? Known parameters: steps, sigma, mode, abs.",
+        ),
+    ],
+)
+def test_bad_values_name_the_problem(given, message):
+    with pytest.raises(ParameterError, match=re.escape(message)):
+        resolve_params(DECLARED, given, owner="ig")
