@@ -1,0 +1,220 @@
+"""The command line: listing without torch, runs and their JSON contract, resume, and one-line errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from subprocess_cli import FIXTURES, fake_install, run_attribench
+
+from attribench_core.cli import cli
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_list_json_does_not_import_torch():
+    code = (
+        "import sys, json; from click.testing import CliRunner; from attribench_core.cli import cli; "
+        "r = CliRunner().invoke(cli, ['list', '--json']); rows = json.loads(r.output); "
+        "print(len(rows), 'torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert int(out[0]) >= 5
+    assert out[1] == "False"
+
+
+def test_list_rows_follow_the_contract(test_plugins):
+    rows = json.loads(invoke("list", "explainers", "--json").stdout)
+    assert {
+        "name": "t.noise",
+        "kind": "explainer",
+        "plugin": "t",
+        "description": "U[0,1) noise from the run's generator",
+        "aliases": ["rnd"],
+    } in rows
+    verbose = json.loads(invoke("list", "metrics", "--json", "-v").stdout)
+    mass = next(r for r in verbose if r["name"] == "core.relevance_mass")
+    assert mass["higher_is_better"] is True
+    assert mass["options"] == {"reduction": "positive"}
+
+
+def test_run_json_contract_and_second_run_reads_the_store(test_plugins):
+    args = [
+        "run",
+        "core.relevance_mass",
+        "-e",
+        "t.grad",
+        "-e",
+        "rnd",
+        "--num-imgs",
+        "24",
+        "--batch-size",
+        "8",
+        "--json",
+        "--out",
+        "result.json",
+    ]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    payload = json.loads(first.stdout)
+    assert payload["metric"] == "core.relevance_mass"
+    assert payload["options"] == {"reduction": "positive"}
+    by_name = {r["explainer"]: r for r in payload["results"]}
+    assert set(by_name) == {"t.grad", "t.noise"}
+    grad, noise = by_name["t.grad"], by_name["t.noise"]
+    assert set(grad) == {"explainer", "value", "values", "uncertainty", "n", "n_skipped", "skipped_reasons"}
+    assert grad["n"] == 24 and grad["n_skipped"] == 0
+    assert grad["uncertainty"]["kind"] == "bootstrap_ci95"
+    assert grad["uncertainty"]["low"] <= grad["value"] <= grad["uncertainty"]["high"]
+    assert grad["value"] > noise["uncertainty"]["high"]  # the gradient localises the object, noise does not
+    assert 0.03 < noise["value"] < 0.1  # noise spreads mass evenly: 64/1024 of the pixels are the object
+    assert payload["provenance"]["seed"] == 0 and "attribench" in payload["provenance"]["versions"]
+    assert json.loads(Path("result.json").read_text()) == payload
+
+    second = invoke(*args)
+    assert json.loads(second.stdout)["results"] == payload["results"]
+    table = invoke(*args[:-3])
+    assert "0 attributions computed" in table.output
+
+
+def test_seed_changes_the_sampled_images_and_the_noise(test_plugins):
+    base = ["run", "core.relevance_mass", "-e", "t.noise", "--num-imgs", "8", "--json"]
+    a, b = (json.loads(invoke(*base, "--seed", s).stdout)["results"][0]["value"] for s in ("0", "1"))
+    assert a != b
+
+
+def test_metric_options_are_passed_and_checked(test_plugins):
+    ok = invoke("run", "core.pointing_game", "-e", "t.grad", "--num-imgs", "8", "--tolerance", "3", "--json")
+    assert json.loads(ok.stdout)["options"] == {"reduction": "positive", "tolerance": 3}
+    bad = invoke("run", "core.pointing_game", "-e", "t.grad", "--tolerence", "3")
+    assert bad.exit_code == 2
+    assert "Unknown option 'tolerence' for core.pointing_game. Did you mean tolerance?" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ["run", "core.relevance_mas", "-e", "t.grad"],
+            2,
+            "Usage error: Unknown metric 'core.relevance_mas'. Did you mean core.relevance_mass",
+        ),
+        (
+            ["run", "core.relevance_mass", "-e", "gard"],
+            2,
+            "Usage error: Unknown explainer 'gard'. Did you mean t.grad?",
+        ),
+        (
+            ["run", "core.relevance_mass", "-e", "t.grad:delay"],
+            2,
+            "Usage error: Malformed parameter 'delay' for t.grad",
+        ),
+        (
+            ["run", "core.relevance_mass", "-e", "t.grad:delay=soon"],
+            2,
+            "Parameter 'delay' expects float, got 'soon'",
+        ),
+        (
+            ["run", "core.relevance_mass", "--store", "nowhere/s.h5"],
+            1,
+            "Error: Store folder 'nowhere' does not exist; create it or pass another --store.",
+        ),
+        (["run", "core.relevance_mass", "--device", "tpu"], 2, "Unknown device 'tpu'"),
+        (
+            ["run", "core.relevance_mass", "--num-imgs", "0", "-e", "t.grad"],
+            2,
+            "--num-imgs must be at least 1",
+        ),
+        (["run", "core.relevance_mass", "stray"], 2, "Unexpected argument 'stray'"),
+        (["store", "ls", "--store", "none.h5"], 2, "No store at 'none.h5'"),
+    ],
+)
+def test_bad_input_gives_one_line_errors(test_plugins, args, code, message):
+    result = invoke(*args)
+    assert result.exit_code == code
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_store_commands(test_plugins, tmp_path):
+    invoke("run", "core.relevance_mass", "-e", "t.grad", "--num-imgs", "4")
+    groups = json.loads(invoke("store", "ls", "--json").stdout)
+    group = next(g["path"] for g in groups if g["kind"] == "attributions")
+    assert json.loads(invoke("store", "show", group).stdout)["explainer"] == "t.grad"
+    assert invoke("store", "verify").output.strip() == "attribench.h5: OK"
+    exported = invoke("store", "export", group, str(tmp_path / "g.npz"))
+    assert exported.exit_code == 0 and (tmp_path / "g.npz").exists()
+
+
+def _run_json(site, store):
+    args = [
+        "run",
+        "core.relevance_mass",
+        "-e",
+        "t.grad:delay=0.15",
+        "-e",
+        "t.noise",
+        "--num-imgs",
+        "48",
+        "--batch-size",
+        "4",
+        "--store",
+        str(store),
+        "--json",
+    ]
+    return run_attribench(args, site=site)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_results(tmp_path):
+    site = tmp_path / "site"
+    fake_install(site, "attribench-fixture", {"t": "abfixture.plugin"})
+    reference = _run_json(site, tmp_path / "reference.h5")
+    assert reference.returncode == 0, reference.stderr
+
+    store = tmp_path / "killed.h5"
+    args = [
+        "run",
+        "core.relevance_mass",
+        "-e",
+        "t.grad:delay=0.15",
+        "-e",
+        "t.noise",
+        "--num-imgs",
+        "48",
+        "--batch-size",
+        "4",
+        "--store",
+        str(store),
+        "--json",
+    ]
+
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(FIXTURES)])}
+    code = "import sys; from attribench_core.cli import main; main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    journal = tmp_path / "killed.h5.journal"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(journal.glob("*/*.npz"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert 3 <= len(list(journal.glob("*/*.npz"))) < 12  # killed mid-way through the first explainer
+
+    resumed = _run_json(site, store)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["results"] == json.loads(reference.stdout)["results"]
+    verified = run_attribench(["store", "verify", "--store", str(store)], site=site)
+    assert verified.returncode == 0 and verified.stdout.strip().endswith("OK")
