@@ -1,0 +1,1 @@
+"""attribench-soco: Soundness and completeness (Li, Zhang et al. 2024), ROAD, Deletion/Insertion."""
