@@ -47,7 +47,8 @@ class Explainer(ABC):
 
     @abstractmethod
     def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Attributions for `inputs[B,C,H,W]` w.r.t. the logits of `targets[B]`."""
+        """Attributions for `inputs[B,C,H,W]` w.r.t. the logits of `targets[B]` (a LongTensor on the inputs'
+        device when called through the instance)."""
 
     def __call__(
         self,
@@ -60,7 +61,10 @@ class Explainer(ABC):
         import torch
 
         self.generator = generator
-        with preserved_model_state(model), torch.enable_grad():
+        with preserved_model_state(model), torch.inference_mode(False), torch.enable_grad():
+            # tensors made under torch.inference_mode() cannot enter autograd; normal copies can
+            targets = torch.as_tensor(targets, dtype=torch.long, device=inputs.device).clone().reshape(-1)
+            inputs = inputs.clone() if inputs.is_inference() else inputs
             out = self.explain(model, inputs, targets)
         expected = (inputs.shape[0], 1, *inputs.shape[2:]) if self.channel_less else tuple(inputs.shape)
         if tuple(out.shape) != expected:
@@ -72,20 +76,30 @@ class Explainer(ABC):
 
 @contextmanager
 def preserved_model_state(model: torch.nn.Module) -> Iterator[None]:
-    """Restore hooks, `requires_grad` and train/eval modes of `model` on exit, whatever happens inside."""
+    """Restore `model` on exit, whatever happens inside: hooks, train/eval modes, attributes added to its
+    modules (Captum's LRP leaves `rule`), buffers (BatchNorm statistics), `requires_grad` and `.grad`."""
+    import torch
+
     modules = list(model.modules())
     modes = [m.training for m in modules]
-    grads = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    attributes = [set(vars(m)) for m in modules]
     hooks = [{name: set(getattr(m, name, {}) or {}) for name in _HOOK_DICTS} for m in modules]
+    grads = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
     try:
         yield
     finally:
-        for module, mode, kept in zip(modules, modes, hooks, strict=True):
+        for module, mode, kept_attributes, kept_hooks in zip(modules, modes, attributes, hooks, strict=True):
             module.training = mode
-            for name, keys in kept.items():
+            for name in set(vars(module)) - kept_attributes:
+                delattr(module, name)
+            for name, keys in kept_hooks.items():
                 current = getattr(module, name, None)
                 for key in [k for k in (current or {}) if k not in keys]:
                     del current[key]
         for param, flag, grad in grads:
             param.requires_grad_(flag)
             param.grad = grad
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)

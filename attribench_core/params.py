@@ -29,6 +29,10 @@ class Param:
     type: type = str
     choices: tuple[Any, ...] | None = None
 
+    def __post_init__(self) -> None:
+        if self.default is not None:
+            self.check(self.default)
+
     def parse(self, text: str) -> Any:
         """Turn CLI text into a value of this parameter's type, or raise ParameterError."""
         try:
@@ -49,7 +53,8 @@ class Param:
         """Validate a Python value (from the API or after parsing)."""
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if value is not None and not isinstance(value, self.type):
+        wrong_bool = isinstance(value, bool) and self.type is not bool
+        if value is not None and (wrong_bool or not isinstance(value, self.type)):
             raise ParameterError(f"Parameter '{self.name}' expects {self.type.__name__}, got {value!r}.")
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(map(str, self.choices))

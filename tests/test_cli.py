@@ -198,7 +198,6 @@ def test_a_killed_run_resumes_to_the_same_results(tmp_path):
         "--json",
     ]
 
-
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(FIXTURES)])}
     code = "import sys; from attribench_core.cli import main; main()"
     proc = subprocess.Popen(

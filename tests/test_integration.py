@@ -18,7 +18,7 @@ def installed():
 
 
 def test_ig_localises_the_object_better_than_random_and_a_rerun_reads_the_store(installed):
-    args = ["run", "core.relevance_mass", "--explainer", "ig", "--explainer", "random", "--num-imgs", "16", "--json"]
+    args = ["run", "core.relevance_mass", "-e", "ig", "-e", "random", "--num-imgs", "16", "--json"]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     by_name = {r["explainer"]: r for r in json.loads(first.stdout)["results"]}
@@ -30,9 +30,10 @@ def test_ig_localises_the_object_better_than_random_and_a_rerun_reads_the_store(
 
 
 def test_every_installed_explainer_runs_end_to_end(installed):
-    result = CliRunner().invoke(cli, ["run", "core.relevance_rank", "--explainer", "all", "--num-imgs", "4", "--json"])
+    result = CliRunner().invoke(cli, ["run", "core.relevance_rank", "-e", "all", "--num-imgs", "4", "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["results"]
-    assert {r["explainer"] for r in rows} >= {"methods.ig", "methods.gradient", "methods.random", "methods.edge"}
+    expected = {"methods.ig", "methods.gradient", "methods.random", "methods.edge"}
+    assert {r["explainer"] for r in rows} >= expected
     for row in rows:
         assert row["n"] + row["n_skipped"] == 4

@@ -52,3 +52,10 @@ def test_malformed_assignments(text, message):
 def test_bad_values_name_the_problem(given, message):
     with pytest.raises(ParameterError, match=re.escape(message)):
         resolve_params(DECLARED, given, owner="ig")
+
+
+def test_declarations_are_checked_and_bools_are_not_ints():
+    with pytest.raises(ParameterError, match="'steps' expects int, got True"):
+        resolve_params(DECLARED, {"steps": True}, owner="x")
+    with pytest.raises(ParameterError, match="'mode' must be one of"):
+        Param("mode", "other", choices=("range",))
