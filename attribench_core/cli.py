@@ -241,7 +241,11 @@ def run_command(
     if out is not None and not out.parent.is_dir():
         raise UsageProblem(f"Folder of --out '{out.parent}' does not exist.")
     request = RunRequest(
-        metric=metric, explainers=list(explainers) or ["all"], options=_metric_options(ctx.args), **kwargs
+        metric=metric,
+        explainers=list(explainers) or ["all"],
+        options=_metric_options(ctx.args),
+        keep_going=not ctx.find_root().params.get("debug", False),
+        **kwargs,
     )
     with _progress(stderr=as_json) as progress:
         outcome = run(plugins.get_registry(), request, progress)

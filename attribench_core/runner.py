@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import torch
 
 from attribench_core import __version__
 from attribench_core.dataset import Batch, Dataset
-from attribench_core.errors import ParameterError, UsageProblem
+from attribench_core.errors import AttribenchError, ParameterError, UsageProblem
 from attribench_core.explainer import Explainer
 from attribench_core.metric import TARGETS, AttributionRequest, Metric
 from attribench_core.params import parse_assignments, resolve_params
@@ -48,6 +48,7 @@ class RunRequest:
     weights: Path | None = None
     retrain: bool = False
     compression: str = "lzf"
+    keep_going: bool = True  # an explainer that fails is reported, the others go on
 
 
 @dataclass
@@ -292,35 +293,66 @@ def plan(ctx: RunContext) -> list[AttributionTask]:
     return tasks
 
 
-def execute(ctx: RunContext, tasks: list[AttributionTask], progress: Progress = no_progress) -> int:
-    """Compute every task's batches on the run's device, journal each batch, merge into the store."""
-    computed = 0
+@dataclass
+class Execution:
+    """What `execute` did: attributions computed, and explainers that failed (label -> one-line reason)."""
+
+    computed: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def execute(
+    ctx: RunContext,
+    tasks: list[AttributionTask],
+    progress: Progress = no_progress,
+    *,
+    keep_going: bool = True,
+) -> Execution:
+    """Compute every task's batches on the run's device, journal each batch, merge into the store.
+
+    With `keep_going`, an explainer that raises is recorded as failed and the others go on (what it
+    computed before failing stays in the store); without it, the exception propagates.
+    """
+    done = Execution()
     for task in tasks:
-        explainer = task.explainer.build()
-        module = ctx.resources.model(task.model).module
-        data = ctx.resources.dataset(task.dataset)
         advance = progress(f"attributions {task.explainer.label}", sum(map(len, task.batches)))
-        for index in task.batches:
-            batch = data.batch(index)
-            inputs = batch.images.to(ctx.device)
-            with torch.no_grad():
-                prediction = module(inputs).argmax(1)
-            target = prediction if task.target == "prediction" else batch.labels.to(ctx.device)
-            generator = torch.Generator().manual_seed(
-                derive_seed(ctx.seed, "explainer", task.explainer.entry.qualified, int(index[0]))
-            )
-            attribution = explainer(module, inputs, target, generator=generator)
-            ctx.store.write_batch(
-                task.key,
-                task.provenance,
-                index,
-                attribution.cpu().numpy(),
-                target.cpu().numpy(),
-                prediction.cpu().numpy(),
-            )
-            computed += len(index)
-            advance(len(index))
-        ctx.store.merge()
+        try:
+            done.computed += _compute(ctx, task, advance)
+        except Exception as exc:
+            if not keep_going:
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0]
+            done.failures[task.explainer.label] = f"{type(exc).__name__}: {first}"
+        finally:
+            ctx.store.merge()
+    return done
+
+
+def _compute(ctx: RunContext, task: AttributionTask, advance: Callable[[int], None]) -> int:
+    explainer = task.explainer.build()
+    module = ctx.resources.model(task.model).module
+    data = ctx.resources.dataset(task.dataset)
+    computed = 0
+    for index in task.batches:
+        batch = data.batch(index)
+        inputs = batch.images.to(ctx.device)
+        with torch.no_grad():
+            prediction = module(inputs).argmax(1)
+        target = prediction if task.target == "prediction" else batch.labels.to(ctx.device)
+        generator = torch.Generator().manual_seed(
+            derive_seed(ctx.seed, "explainer", task.explainer.entry.qualified, int(index[0]))
+        )
+        attribution = explainer(module, inputs, target, generator=generator)
+        ctx.store.write_batch(
+            task.key,
+            task.provenance,
+            index,
+            attribution.cpu().numpy(),
+            target.cpu().numpy(),
+            prediction.cpu().numpy(),
+        )
+        computed += len(index)
+        advance(len(index))
     return computed
 
 
@@ -332,12 +364,19 @@ def run(registry: Registry, request: RunRequest, progress: Progress = no_progres
     ctx = prepare(registry, request, progress)
     ctx.store.check()
     ctx.store.merge()  # adopt batches journalled by an interrupted run
-    computed = execute(ctx, plan(ctx), progress)
+    execution = execute(ctx, plan(ctx), progress, keep_going=request.keep_going)
+    if len(execution.failures) == len(ctx.explainers):
+        label, reason = next(iter(execution.failures.items()))
+        raise AttribenchError(f"Every explainer failed; {label}: {reason}")
     metric_entry = registry.resolve("metric", request.metric)
     advance = progress(f"metric {metric_entry.qualified}", len(ctx.explainers))
     results = {}
     for label in ctx.explainers:
-        results[label] = ctx.metric.compute(ctx, label)
+        if label in execution.failures:
+            reason = f"explainer failed: {execution.failures[label]}"
+            results[label] = Result(value=float("nan"), skipped={reason: len(ctx.index)})
+        else:
+            results[label] = ctx.metric.compute(ctx, label)
         advance(1)
     loaded = ctx.resources.model(ctx.model_name)
     provenance = {
@@ -360,7 +399,7 @@ def run(registry: Registry, request: RunRequest, progress: Progress = no_progres
             "source": loaded.source,
             **(loaded.verification.summary if loaded.verification else {}),
         },
-        computed,
+        execution.computed,
     )
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     arrays = {

@@ -117,14 +117,15 @@ class AttributionStore:
             yield handle
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Exclusive lock for merging; waits up to `lock_timeout` seconds, then fails with a clear message."""
+    def lock(self, *, shared: bool = False) -> Iterator[None]:
+        """Exclusive lock for merging (shared for journal writes, which may run side by side); waits up to
+        `lock_timeout` seconds, then fails with a clear message."""
         lock_path = self.path.with_name(self.path.name + ".lock")
         with open(lock_path, "a+") as handle:
             deadline = time.monotonic() + self.lock_timeout
             while True:
                 try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
@@ -174,18 +175,16 @@ class AttributionStore:
         prediction: np.ndarray,
     ) -> None:
         """Journal one computed batch atomically; `merge()` moves it into the store file."""
-        folder = self._journal_group(key)
-        folder.mkdir(parents=True, exist_ok=True)
-        meta = folder / "group.json"
-        if not meta.exists():
-            _atomic_write_bytes(meta, json.dumps({"path": key.path, "provenance": provenance}).encode())
+        meta = np.array(json.dumps({"path": key.path, "provenance": provenance}, default=str))
         attribution = np.asarray(attribution, dtype=np.float32)
         nonfinite = ~np.isfinite(attribution.reshape(len(attribution), -1)).all(axis=1)
+        folder = self._journal_group(key)
         chunk = folder / f"{int(index[0]):012d}-{len(index)}.npz"
         tmp = chunk.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as handle:
+        with self.lock(shared=True), open(_mkdir_parent(tmp), "wb") as handle:
             np.savez(
                 handle,
+                meta=meta,
                 index=index,
                 attribution=attribution,
                 target=target,
@@ -194,7 +193,7 @@ class AttributionStore:
             )
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, chunk)
+            os.replace(tmp, chunk)
 
     def merge(self, results: Sequence[ResultRecord] = ()) -> None:
         """Move journalled batches (and `results`) into the store file by copy, append and atomic rename."""
@@ -218,15 +217,14 @@ class AttributionStore:
                 tmp.unlink(missing_ok=True)
             for chunk in chunks:
                 chunk.unlink()
-            for folder in {c.parent for c in chunks}:
-                (folder / "group.json").unlink(missing_ok=True)
+            for folder in [*{c.parent for c in chunks}, self.journal_dir]:
                 with contextlib.suppress(OSError):
-                    folder.rmdir()
+                    folder.rmdir()  # only when empty; journal writers wait for this lock
 
     def _append_chunk(self, f: h5py.File, chunk: Path) -> None:
-        meta = json.loads((chunk.parent / "group.json").read_text())
         with np.load(chunk) as data:
             batch = {name: data[name] for name in data.files}
+        meta = json.loads(str(batch.pop("meta")))
         group = f.require_group(meta["path"])
         if "index" not in group:
             shape = batch["attribution"].shape[1:]
@@ -358,6 +356,11 @@ def _describe(path: str, group: h5py.Group) -> dict[str, Any]:
     return {"path": path, "kind": "result", "n": len(group), "shape": [], "attrs": _read_attrs(group)}
 
 
+def _mkdir_parent(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _attr(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, np.generic)) else json.dumps(value, default=str)
 
@@ -378,9 +381,3 @@ def _write_result(f: h5py.File, record: ResultRecord) -> None:
     group.attrs["payload"] = json.dumps(record.payload, default=str)
     for name, array in record.arrays.items():
         group.create_dataset(name, data=array)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

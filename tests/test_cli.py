@@ -86,6 +86,22 @@ def test_run_json_contract_and_second_run_reads_the_store(test_plugins):
     assert "0 attributions computed" in table.output
 
 
+def test_a_failing_explainer_is_reported_and_the_others_go_on(test_plugins):
+    result = invoke(
+        "run", "core.relevance_mass", "-e", "t.grad", "-e", "t.broken", "--num-imgs", "8", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    rows = {r["explainer"]: r for r in json.loads(result.stdout)["results"]}
+    assert rows["t.grad"]["n"] == 8
+    assert rows["t.broken"]["value"] is None
+    assert rows["t.broken"]["skipped_reasons"] == {
+        "explainer failed: ValueError: this model has a layer I cannot handle": 8
+    }
+    alone = invoke("run", "core.relevance_mass", "-e", "t.broken", "--num-imgs", "8")
+    assert alone.exit_code == 1
+    assert "Error: Every explainer failed; t.broken: ValueError: this model has a layer" in alone.output
+
+
 def test_seed_changes_the_sampled_images_and_the_noise(test_plugins):
     base = ["run", "core.relevance_mass", "-e", "t.noise", "--num-imgs", "8", "--json"]
     a, b = (json.loads(invoke(*base, "--seed", s).stdout)["results"][0]["value"] for s in ("0", "1"))
@@ -217,3 +233,47 @@ def test_a_killed_run_resumes_to_the_same_results(tmp_path):
     assert json.loads(resumed.stdout)["results"] == json.loads(reference.stdout)["results"]
     verified = run_attribench(["store", "verify", "--store", str(store)], site=site)
     assert verified.returncode == 0 and verified.stdout.strip().endswith("OK")
+
+
+@pytest.mark.slow
+def test_two_processes_writing_one_store_leave_it_sound(tmp_path):
+    site = tmp_path / "site"
+    fake_install(site, "attribench-fixture", {"t": "abfixture.plugin"})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(FIXTURES)])}
+    code = "import sys; from attribench_core.cli import main; main()"
+    store = tmp_path / "shared.h5"
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                code,
+                "run",
+                "core.relevance_mass",
+                "-e",
+                explainer,
+                "-e",
+                "t.noise",
+                "--num-imgs",
+                "40",
+                "--batch-size",
+                "4",
+                "--store",
+                str(store),
+                "--json",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for explainer in ("t.grad:delay=0.02", "t.grad:delay=0.03")
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    noise = [next(r for r in json.loads(out)["results"] if r["explainer"] == "t.noise") for out, _ in outputs]
+    assert noise[0] == noise[1]
+    verified = run_attribench(["store", "verify", "--store", str(store)], site=site)
+    assert verified.returncode == 0, verified.stdout
+    groups = json.loads(run_attribench(["store", "ls", "--json", "--store", str(store)], site=site).stdout)
+    assert sorted(g["n"] for g in groups if g["kind"] == "attributions") == [40, 40, 40]

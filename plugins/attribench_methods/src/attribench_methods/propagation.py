@@ -21,7 +21,15 @@ DEEPLIFT_DELTA_TOLERANCE = 1e-3
 # Layers the ε rule applies to, layers propagated with the plain z-rule (ε ≈ 0: they are parameter-free or
 # per-channel affine, and an ε there would only absorb relevance), and activations relevance passes through.
 LRP_EPSILON_LAYERS = (nn.Conv2d, nn.Linear)
-LRP_Z_LAYERS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.BatchNorm2d, nn.Flatten, nn.Identity)
+LRP_Z_LAYERS = (
+    nn.MaxPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.BatchNorm2d,
+    nn.Flatten,
+    nn.Identity,
+)
 LRP_PASS_THROUGH = (nn.ReLU, nn.Dropout)
 Z_RULE_EPSILON = 1e-9
 
