@@ -8,7 +8,7 @@ the model is left as it was found (hooks, `requires_grad`, train/eval mode) even
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,7 +35,9 @@ class Explainer(ABC):
     Declare tunable parameters in `parameters`; their values are in `self.params` (defaults merged with
     what the user gave, e.g. `--explainer ig:steps=32`). Set `channel_less = True` for methods that
     return `[B,1,H,W]` (Grad-CAM); otherwise `explain` returns a tensor shaped like `inputs`.
-    Randomness must come from `self.generator` (a `torch.Generator` seeded by the run).
+    Randomness must come from `self.generator` (a `torch.Generator` seeded by the run). Methods that need
+    reference data (DeepSHAP's background) call `self.references(n)`: `n` training images `[n,C,H,W]` on
+    the CPU, the same for every batch of a run.
     """
 
     parameters: ClassVar[tuple[Param, ...]] = ()
@@ -44,6 +46,15 @@ class Explainer(ABC):
     def __init__(self, **params: Any) -> None:
         self.params = resolve_params(self.parameters, params, owner=type(self).__name__)
         self.generator: torch.Generator | None = None
+        self._references: Callable[[int], torch.Tensor] | None = None
+
+    def references(self, n: int) -> torch.Tensor:
+        """`n` reference (training) images from the run, or an error saying none were given."""
+        if self._references is None:
+            raise ValueError(
+                f"{type(self).__name__} needs reference images; pass references=<callable n -> images>."
+            )
+        return self._references(n)
 
     @abstractmethod
     def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -57,10 +68,11 @@ class Explainer(ABC):
         targets: torch.Tensor,
         *,
         generator: torch.Generator | None = None,
+        references: Callable[[int], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         import torch
 
-        self.generator = generator
+        self.generator, self._references = generator, references
         with preserved_model_state(model), torch.inference_mode(False), torch.enable_grad():
             # tensors made under torch.inference_mode() cannot enter autograd; normal copies can
             targets = torch.as_tensor(targets, dtype=torch.long, device=inputs.device).clone().reshape(-1)

@@ -332,6 +332,7 @@ def _compute(ctx: RunContext, task: AttributionTask, advance: Callable[[int], No
     explainer = task.explainer.build()
     module = ctx.resources.model(task.model).module
     data = ctx.resources.dataset(task.dataset)
+    references = _reference_images(ctx, task.dataset)
     computed = 0
     for index in task.batches:
         batch = data.batch(index)
@@ -342,7 +343,7 @@ def _compute(ctx: RunContext, task: AttributionTask, advance: Callable[[int], No
         generator = torch.Generator().manual_seed(
             derive_seed(ctx.seed, "explainer", task.explainer.entry.qualified, int(index[0]))
         )
-        attribution = explainer(module, inputs, target, generator=generator)
+        attribution = explainer(module, inputs, target, generator=generator, references=references)
         ctx.store.write_batch(
             task.key,
             task.provenance,
@@ -354,6 +355,16 @@ def _compute(ctx: RunContext, task: AttributionTask, advance: Callable[[int], No
         computed += len(index)
         advance(len(index))
     return computed
+
+
+def _reference_images(ctx: RunContext, dataset: str) -> Callable[[int], torch.Tensor]:
+    """`n` training images of `dataset`, chosen by the run seed (same n, same images)."""
+
+    def take(n: int) -> torch.Tensor:
+        train = ctx.resources.dataset(dataset, "train")
+        return train.batch(sample_index(len(train), n, derive_seed(ctx.seed, "references"))).images
+
+    return take
 
 
 def run(registry: Registry, request: RunRequest, progress: Progress = no_progress) -> RunOutcome:
