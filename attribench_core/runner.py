@@ -333,28 +333,36 @@ def _compute(ctx: RunContext, task: AttributionTask, advance: Callable[[int], No
     module = ctx.resources.model(task.model).module
     data = ctx.resources.dataset(task.dataset)
     references = _reference_images(ctx, task.dataset)
-    computed = 0
-    for index in task.batches:
+
+    def attribute(index: np.ndarray) -> None:
+        """Explain one batch and journal it; a batch that runs out of device memory is split in two."""
         batch = data.batch(index)
         inputs = batch.images.to(ctx.device)
-        with torch.no_grad():
-            prediction = module(inputs).argmax(1)
-        target = prediction if task.target == "prediction" else batch.labels.to(ctx.device)
-        generator = torch.Generator().manual_seed(
-            derive_seed(ctx.seed, "explainer", task.explainer.entry.qualified, int(index[0]))
-        )
-        attribution = explainer(module, inputs, target, generator=generator, references=references)
-        ctx.store.write_batch(
-            task.key,
-            task.provenance,
-            index,
-            attribution.cpu().numpy(),
-            target.cpu().numpy(),
-            prediction.cpu().numpy(),
-        )
-        computed += len(index)
+        try:
+            with torch.no_grad():
+                prediction = module(inputs).argmax(1)
+            target = prediction if task.target == "prediction" else batch.labels.to(ctx.device)
+            generator = torch.Generator().manual_seed(
+                derive_seed(ctx.seed, "explainer", task.explainer.entry.qualified, int(index[0]))
+            )
+            attribution = explainer(module, inputs, target, generator=generator, references=references)
+        except torch.cuda.OutOfMemoryError:
+            if len(index) == 1:
+                raise
+            del inputs
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            half = len(index) // 2
+            attribute(index[:half])
+            attribute(index[half:])
+            return
+        arrays = (attribution, target, prediction)
+        ctx.store.write_batch(task.key, task.provenance, index, *(a.cpu().numpy() for a in arrays))
         advance(len(index))
-    return computed
+
+    for index in task.batches:
+        attribute(index)
+    return sum(map(len, task.batches))
 
 
 def _reference_images(ctx: RunContext, dataset: str) -> Callable[[int], torch.Tensor]:

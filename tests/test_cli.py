@@ -102,6 +102,14 @@ def test_a_failing_explainer_is_reported_and_the_others_go_on(test_plugins):
     assert "Error: Every explainer failed; t.broken: ValueError: this model has a layer" in alone.output
 
 
+def test_a_batch_that_runs_out_of_memory_is_split(test_plugins):
+    args = ["run", "core.relevance_mass", "--num-imgs", "12", "--batch-size", "8", "--json"]
+    greedy = json.loads(invoke(*args, "-e", "t.greedy").stdout)["results"][0]
+    plain = json.loads(invoke(*args, "-e", "t.grad", "--store", "other.h5").stdout)["results"][0]
+    assert greedy["n"] == 12
+    assert greedy["value"] == pytest.approx(plain["value"], rel=1e-6)
+
+
 def test_seed_changes_the_sampled_images_and_the_noise(test_plugins):
     base = ["run", "core.relevance_mass", "-e", "t.noise", "--num-imgs", "8", "--json"]
     a, b = (json.loads(invoke(*base, "--seed", s).stdout)["results"][0]["value"] for s in ("0", "1"))
@@ -127,7 +135,7 @@ def test_metric_options_are_passed_and_checked(test_plugins):
         (
             ["run", "core.relevance_mass", "-e", "gard"],
             2,
-            "Usage error: Unknown explainer 'gard'. Did you mean t.grad?",
+            "Usage error: Unknown explainer 'gard'. Did you mean t.grad",
         ),
         (
             ["run", "core.relevance_mass", "-e", "t.grad:delay"],
