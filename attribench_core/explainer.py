@@ -72,7 +72,9 @@ class Explainer(ABC):
     ) -> torch.Tensor:
         import torch
 
-        self.generator, self._references = generator, references
+        self.generator = generator
+        if references is not None:
+            self._references = references
         with preserved_model_state(model), torch.inference_mode(False), torch.enable_grad():
             # tensors made under torch.inference_mode() cannot enter autograd; normal copies can
             targets = torch.as_tensor(targets, dtype=torch.long, device=inputs.device).clone().reshape(-1)

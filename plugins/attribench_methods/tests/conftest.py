@@ -38,18 +38,55 @@ def load(target: str) -> type[Explainer]:
 
 
 EXPLAINERS = {call["name"]: load(call["target"]) for call in registrations()}
-STOCHASTIC = {"smoothgrad", "smoothgrad_sq", "random"}
+STOCHASTIC = {
+    "smoothgrad",
+    "smoothgrad_sq",
+    "random",
+    "vargrad",
+    "ig_sg",
+    "ig_sq",
+    "ig_var",
+    "gradient_shap",
+    "iba",
+}
 MODEL_FREE = {"random", "edge"}
+# Methods that propagate through layer modules only and refuse operations computed outside them (`+`, cat).
+LAYER_CHAIN_ONLY = {
+    "lrp_epsilon",
+    "lrp_z",
+    "lrp_alpha1beta0_flat",
+    "lrp_alpha2beta1_flat",
+    "deep_taylor",
+    "deeplift_rc",
+}
+# Fewer samples/steps than the defaults, to keep the tests fast (the axiom tests name the counts they check).
+FAST = {
+    "smoothgrad": {"samples": 4},
+    "smoothgrad_sq": {"samples": 4},
+    "vargrad": {"samples": 4},
+    "ig": {"steps": 8},
+    "ig_sg": {"samples": 2, "steps": 8},
+    "ig_sq": {"samples": 2, "steps": 8},
+    "ig_var": {"samples": 2, "steps": 8},
+    "gradient_shap": {"samples": 4, "background": "zeros"},
+    "deepshap": {"background": "zeros"},
+    "extremal_perturbation": {"steps": 20},
+}
+NEEDS_REFERENCES = {"iba"}
 
 
 def make(name: str, **params: Any) -> Explainer:
-    """An instance of the method registered as `name`; with fewer samples/steps than the defaults unless
-    given, to keep the tests fast (the axiom tests name the counts they check)."""
-    if name in {"smoothgrad", "smoothgrad_sq"}:
-        params.setdefault("samples", 4)
-    if name == "ig":
-        params.setdefault("steps", 8)
-    return EXPLAINERS[name](**params)
+    """An instance of the method registered as `name`, with the `FAST` settings unless given otherwise;
+    methods that need reference images get fixed random ones (bound on the instance, as a run's are, so
+    that direct `explain` calls see them too)."""
+    explainer = EXPLAINERS[name](**{**FAST.get(name, {}), **params})
+    if name in NEEDS_REFERENCES:
+        explainer._references = reference_images
+    return explainer
+
+
+def reference_images(n: int) -> torch.Tensor:
+    return torch.rand((n, 3, 16, 16), generator=torch.Generator().manual_seed(123))
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -217,6 +254,7 @@ class Zoo:
     EXPLAINERS = EXPLAINERS
     STOCHASTIC = STOCHASTIC
     MODEL_FREE = MODEL_FREE
+    LAYER_CHAIN_ONLY = LAYER_CHAIN_ONLY
     NUM_CLASSES = NUM_CLASSES
 
 

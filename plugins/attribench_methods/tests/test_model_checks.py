@@ -4,6 +4,7 @@ method cannot explain correctly."""
 from __future__ import annotations
 
 import threading
+import warnings
 
 import pytest
 import torch
@@ -162,3 +163,34 @@ def test_inference_tensors_are_accepted(zoo, make, cnn, targets) -> None:
         frozen = torch.rand(3, 3, 16, 16)
     expected = make("gradient")(cnn, frozen.clone(), targets)
     torch.testing.assert_close(make("gradient")(cnn, frozen, targets), expected)
+
+
+def test_deeplift_sums_exactly_through_an_adaptive_max_pool(zoo, make) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 5),
+    ).eval()
+    x, t = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no summation-gap warning
+        out = make("deeplift")(model, x, t)
+    gain = zoo.target_logits(model, x, t) - zoo.target_logits(model, torch.zeros_like(x), t)
+    torch.testing.assert_close(out.flatten(1).sum(1), gain, rtol=1e-4, atol=1e-5)
+    assert isinstance(model[5], nn.AdaptiveMaxPool2d)  # the caller's model is untouched
+
+
+def test_deeplift_refuses_an_adaptive_max_pool_that_is_not_plain_pooling(make) -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(5), nn.Flatten(), nn.Linear(100, 5)
+    )
+    with pytest.raises(
+        UnsupportedModelError, match=r"'2' \(AdaptiveMaxPool2d\) pools \(14, 14\) to \(5, 5\)"
+    ):
+        make("deeplift")(model.eval(), torch.rand(2, 3, 16, 16), torch.tensor([0, 1]))

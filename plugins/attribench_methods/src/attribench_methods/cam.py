@@ -1,4 +1,5 @@
-"""Grad-CAM (Selvaraju et al. 2017), computed by Captum's `LayerGradCam` on the model's CAM layer."""
+"""Grad-CAM (Selvaraju et al. 2017), computed by Captum's `LayerGradCam` on the model's CAM layer, and
+Guided Grad-CAM (Guided Backprop × Grad-CAM)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from captum.attr import LayerAttribution, LayerGradCam
 
 from attribench_core.explainer import Explainer
 from attribench_core.model import cam_layer
+from attribench_methods.backprop_rules import GuidedBackprop
 from attribench_methods.common import checked_batch, quiet_captum
 from attribench_methods.model_checks import PerCall, UnsupportedModelError, canonical_copy
 
@@ -35,3 +37,13 @@ class GradCAM(Explainer):
         with quiet_captum():
             cam = LayerGradCam(clone, hooked).attribute(inputs, target=targets, relu_attributions=True)
         return LayerAttribution.interpolate(cam, tuple(inputs.shape[2:]), interpolate_mode="bilinear")
+
+
+class GuidedGradCAM(Explainer):
+    """Guided Grad-CAM (Selvaraju et al. 2017): Guided Backprop times the upsampled Grad-CAM map,
+    elementwise, `[B,C,H,W]`; composed of this plugin's `GuidedBackprop` and `GradCAM` (bilinear upsampling,
+    as in the paper; Captum's `GuidedGradCam` defaults to nearest) and refusing what they refuse."""
+
+    def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        cam = GradCAM().explain(model, inputs, targets)
+        return GuidedBackprop().explain(model, inputs, targets) * cam

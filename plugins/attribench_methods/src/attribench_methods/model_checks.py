@@ -19,6 +19,7 @@ from collections import Counter
 from typing import Any
 
 import torch
+from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 from torch import nn
 
 from attribench_core.errors import AttribenchError
@@ -95,3 +96,57 @@ def canonical_copy(model: nn.Module, inputs: torch.Tensor, *, method: str) -> nn
     if reused:
         clone.register_forward_pre_hook(_reset_calls)
     return clone
+
+
+def _fresh_inputs(module: torch.nn.Module, args: tuple[object, ...]) -> tuple[object, ...]:
+    return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def deeplift_model(model: torch.nn.Module, inputs: torch.Tensor, *, method: str) -> torch.nn.Module:
+    """`canonical_copy(model)` prepared for Captum's DeepLIFT.
+
+    - Every module that Captum's DeepLIFT hooks receives a fresh input tensor. Captum records a module's
+      output gradient with a hook on its output tensor, and replaces the next module's input gradient (by its
+      multipliers) with a hook on that module's input tensor. When two hooked modules are adjacent (ReLU →
+      MaxPool2d, as in VGG) these are one tensor, the recording hook runs first, and the earlier module's
+      rule sees the plain gradient instead of the later one's multipliers: summation-to-delta then fails (by
+      as much as f(x) − f(b) itself against training images). A clone between the two keeps them apart.
+    - `AdaptiveMaxPool2d` layers, which Captum's DeepLIFT has no rule for (it would treat them as linear),
+      are replaced by the equivalent `MaxPool2d` where the input size is a multiple of the output size.
+    """
+    clone = canonical_copy(model, inputs, method=method)
+    for path, pool, size in _adaptive_max_pools(clone, inputs[:1]):
+        out = pool.output_size if isinstance(pool.output_size, tuple) else (pool.output_size,) * 2
+        out = tuple(s if o is None else o for s, o in zip(size, out, strict=True))
+        if any(s % o for s, o in zip(size, out, strict=True)):
+            raise UnsupportedModelError(
+                f"{method}: '{path}' (AdaptiveMaxPool2d) pools {size} to {out}, which is no plain "
+                "max-pooling; DeepLIFT has no rule for it."
+            )
+        kernel = tuple(s // o for s, o in zip(size, out, strict=True))
+        parent, _, name = path.rpartition(".")
+        setattr(clone.get_submodule(parent), name, nn.MaxPool2d(kernel, stride=kernel))
+    for module in clone.modules():
+        if type(module) in SUPPORTED_NON_LINEAR:
+            module.register_forward_pre_hook(_fresh_inputs)
+    return clone
+
+
+def _adaptive_max_pools(
+    model: nn.Module, probe: torch.Tensor
+) -> list[tuple[str, nn.Module, tuple[int, int]]]:
+    """(path, module, input H×W) of every AdaptiveMaxPool2d that a forward pass of `probe` runs."""
+    found = [(p, m) for p, m in model.named_modules() if isinstance(m, nn.AdaptiveMaxPool2d)]
+    sizes: dict[nn.Module, tuple[int, int]] = {}
+
+    def record(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        sizes.setdefault(module, tuple(args[0].shape[-2:]))
+
+    handles = [m.register_forward_pre_hook(record) for _, m in found]
+    try:
+        with torch.no_grad():
+            model(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [(p, m, sizes[m]) for p, m in found if m in sizes]

@@ -1,0 +1,499 @@
+"""The LRP family (LRP-z, presets A/B-flat, Deep Taylor), DeepLIFT RevealCancel, and the refusal of
+functional operations (residual additions, torch.cat, F.relu) that these rules cannot see: conservation,
+hand computations, an independent dense-matrix reference of every rule, and the Explainer contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from attribench_methods import propagation as prop
+from attribench_methods.lrp_rules import AlphaBetaRule, GradientRule
+from attribench_methods.model_checks import UnsupportedModelError
+from captum.attr import LRP
+from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule
+from torch import nn
+
+from attribench_core.model import ModelInfo, attach_info
+from attribench_core.testing import check_explainer
+
+LRP_FAMILY = {
+    "lrp_epsilon": prop.LRPEpsilon,
+    "lrp_z": prop.LRPZ,
+    "lrp_alpha1beta0_flat": prop.LRPAlpha1Beta0Flat,
+    "lrp_alpha2beta1_flat": prop.LRPAlpha2Beta1Flat,
+    "deep_taylor": prop.DeepTaylor,
+}
+CHAIN_ONLY = {**LRP_FAMILY, "deeplift_rc": prop.DeepLiftRevealCancel}
+
+
+def sums(attributions: torch.Tensor) -> torch.Tensor:
+    return attributions.flatten(1).sum(1)
+
+
+def logits_of(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x).gather(1, t[:, None]).squeeze(1)
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --- the Explainer contract ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(CHAIN_ONLY))
+def test_explainer_contract_on_the_core_tiny_model(name) -> None:
+    out = check_explainer(CHAIN_ONLY[name]())
+    assert out.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", sorted(CHAIN_ONLY))
+def test_inplace_and_reused_relus_give_the_same_map(zoo, cnn, images, targets, name) -> None:
+    expected = CHAIN_ONLY[name]()(cnn, images, targets)
+    reused = zoo.ReusedReLUCNN(cnn).eval()
+    before = zoo.snapshot(reused)
+    torch.testing.assert_close(CHAIN_ONLY[name]()(reused, images, targets), expected, rtol=1e-5, atol=1e-7)
+    zoo.assert_same_snapshot(before, zoo.snapshot(reused))
+
+
+# --- conservation ----------------------------------------------------------------------------------------
+
+
+def pooled_net(bias: bool = False) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=bias), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1, bias=bias), nn.ReLU(), nn.Dropout(0.5), nn.AdaptiveAvgPool2d(2),
+        nn.Identity(), nn.Flatten(), nn.Linear(16, 5, bias=bias),
+    ).eval()  # fmt: skip
+
+
+@pytest.mark.parametrize("build", ["cnn", "pooled"])
+def test_lrp_z_and_presets_conserve_relevance_without_bias(zoo, images, targets, build) -> None:
+    # Flat and α-β rules with α − β = 1 conserve on bias-free layers; ε → 0 on the Linear layers.
+    torch.manual_seed(0)
+    model = zoo.scaled(zoo.SmallCNN(bias=False) if build == "cnn" else pooled_net())
+    logits = logits_of(model, images, targets)
+    torch.testing.assert_close(sums(prop.LRPZ()(model, images, targets)), logits)
+    for preset in (prop.LRPAlpha1Beta0Flat, prop.LRPAlpha2Beta1Flat):
+        torch.testing.assert_close(
+            sums(preset(epsilon=1e-9)(model, images, targets)), logits, rtol=1e-4, atol=1e-6
+        )
+        absorbed = sums(preset()(model, images, targets))  # ε = 1 on the Linear layer absorbs some
+        assert (absorbed.abs() < logits.abs()).all()
+
+
+@pytest.mark.parametrize("output_rule", ["wsquare", "zplus"])
+def test_deep_taylor_conserves_positive_relevance_without_bias(zoo, images, output_rule) -> None:
+    torch.manual_seed(0)
+    model = zoo.scaled(zoo.SmallCNN(bias=False))
+    targets = torch.tensor([0, 1, 2, 3, 4]).repeat_interleave(3)
+    x = images.repeat(5, 1, 1, 1)
+    logits = logits_of(model, x, targets)
+    assert (logits > 0).any() and (logits < 0).any()
+    got = sums(prop.DeepTaylor(output_rule=output_rule)(model, x, targets))
+    torch.testing.assert_close(got, logits.clamp(min=0), rtol=1e-4, atol=1e-6)  # ReLU(logit), as innvestigate
+
+
+# --- every rule against an independent dense-matrix reference --------------------------------------------
+
+
+def safe(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+
+
+def eps_rule(epsilon: float):
+    def rule(m, b, a, r):
+        z = m @ a + b
+        return a * (m.T @ (r / (z + epsilon * np.where(z >= 0, 1.0, -1.0))))
+
+    return rule
+
+
+def alpha_beta(alpha: float, beta: float, bias: bool = True):
+    def rule(m, b, a, r):
+        c = m * a[None, :]  # c[j, i] = a_i w_ij
+        cp, cn = np.clip(c, 0, None), np.clip(c, None, 0)
+        shift = b if bias else 0.0  # innvestigate: the whole bias in both denominators
+        return alpha * cp.T @ safe(r, cp.sum(1) + shift) - beta * cn.T @ safe(r, cn.sum(1) + shift)
+
+    return rule
+
+
+def flat(m, b, a, r):
+    connected = (m != 0).astype(float)  # random weights: zero only outside the receptive field
+    return connected.T @ safe(r, connected.sum(1))
+
+
+def w_square(m, b, a, r):
+    return (m**2).T @ safe(r, (m**2).sum(1))
+
+
+def bounded(low: float, high: float):
+    def rule(m, b, a, r):
+        c = m * a[None, :] - low * np.clip(m, 0, None) - high * np.clip(m, None, 0)
+        return c.T @ safe(r, c.sum(1))
+
+    return rule
+
+
+def dense(layer: nn.Module, in_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(matrix, bias per output) of a Conv2d or Linear layer on inputs of `in_shape`."""
+    n = int(np.prod(in_shape))
+    basis = torch.eye(n, dtype=torch.float64).view(n, *in_shape)
+    with torch.no_grad():
+        layer = layer.double()
+        out = (
+            layer._conv_forward(basis, layer.weight, None)
+            if isinstance(layer, nn.Conv2d)
+            else basis @ layer.weight.T
+        )
+        bias = (
+            torch.zeros(out.shape[1:], dtype=torch.float64)
+            if layer.bias is None
+            else (layer.bias.view(-1, *([1] * (out.dim() - 2))).expand(out.shape[1:]))
+        )
+    layer.float()
+    return out.reshape(n, -1).T.detach().numpy(), bias.reshape(-1).detach().numpy()  # fmt: skip
+
+
+def reference(layers, x: torch.Tensor, target: int, rules, positive_output: bool = False) -> np.ndarray:
+    """Relevance of a ReLU net given as dense (matrix, bias) layers, ReLU after all but the last."""
+    acts = [x.double().flatten().numpy()]
+    for k, (m, b) in enumerate(layers):
+        z = m @ acts[-1] + b
+        acts.append(np.maximum(z, 0) if k < len(layers) - 1 else z)
+    relevance = np.zeros_like(acts[-1])
+    relevance[target] = max(acts[-1][target], 0) if positive_output else acts[-1][target]
+    for k in reversed(range(len(layers))):
+        relevance = rules[k](*layers[k], acts[k], relevance)
+    return relevance.reshape(x.shape)
+
+
+def small_net(bias: bool = True) -> nn.Sequential:
+    torch.manual_seed(3)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=bias), nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1, bias=bias), nn.ReLU(),
+        nn.Flatten(), nn.Linear(4 * 6 * 6, 5, bias=bias),
+    ).eval()  # fmt: skip
+
+
+def dense_layers(model: nn.Sequential) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [dense(model[0], (3, 6, 6)), dense(model[2], (4, 6, 6)), dense(model[5], (144,))]
+
+
+@pytest.mark.parametrize(
+    ("explainer", "rules", "positive_output"),
+    [
+        (prop.LRPZ(), [eps_rule(1e-9)] * 3, False),
+        (prop.LRPEpsilon(epsilon=0.5), [eps_rule(0.5)] * 3, False),
+        (prop.LRPAlpha1Beta0Flat(), [flat, alpha_beta(1, 0), eps_rule(1.0)], False),
+        (prop.LRPAlpha2Beta1Flat(epsilon=0.1), [flat, alpha_beta(2, 1), eps_rule(0.1)], False),
+        (prop.DeepTaylor(), [bounded(0, 1), alpha_beta(1, 0, bias=False), w_square], True),
+        (
+            prop.DeepTaylor(output_rule="zplus", low=-1.0),
+            [bounded(-1, 1), *[alpha_beta(1, 0, bias=False)] * 2],
+            True,
+        ),
+    ],
+    ids=["z", "epsilon", "preset_a_flat", "preset_b_flat", "deep_taylor", "deep_taylor_zplus"],
+)
+def test_rules_match_a_dense_matrix_reference(explainer, rules, positive_output) -> None:
+    model = small_net()
+    with torch.no_grad():
+        model[5].weight.mul_(4)
+    x = torch.rand((4, 3, 6, 6), generator=seeded(2))
+    targets = torch.tensor([0, 1, 2, 3])
+    got = explainer(model, x, targets)
+    layers = dense_layers(model)
+    for b in range(len(x)):
+        expected = reference(layers, x[b], int(targets[b]), rules, positive_output)
+        torch.testing.assert_close(got[b].double(), torch.from_numpy(expected), rtol=2e-4, atol=1e-6)
+
+
+def test_alpha2beta1_on_a_two_layer_mlp_by_hand() -> None:
+    # Both Linear layers with α2β1 and signed inputs, with and without bias; conserving without bias.
+    for bias in (True, False):
+        torch.manual_seed(1)
+        model = nn.Sequential(
+            nn.Flatten(), nn.Linear(8, 6, bias=bias), nn.ReLU(), nn.Linear(6, 3, bias=bias)
+        ).eval()
+        model[0].rule = GradientRule()
+        model[1].rule, model[3].rule = AlphaBetaRule(2, 1, bias=bias), AlphaBetaRule(2, 1, bias=bias)
+        x = torch.rand((2, 2, 2, 2), generator=seeded(4)) * 2 - 1
+        targets = torch.tensor([0, 2])
+        got = LRP(model).attribute(x.clone().requires_grad_(True), target=targets).detach()
+        layers = [
+            (layer.weight.detach().double().numpy(), layer.bias.detach().double().numpy() if bias else 0.0)
+            for layer in (model[1], model[3])
+        ]
+        for b in range(2):
+            expected = reference(layers, x[b], int(targets[b]), [alpha_beta(2, 1, bias)] * 2)
+            torch.testing.assert_close(got[b].double(), torch.from_numpy(expected), rtol=1e-4, atol=1e-6)
+        if not bias:
+            torch.testing.assert_close(sums(got), logits_of(model, x, targets), rtol=1e-4, atol=1e-6)
+
+
+def test_alpha1beta0_equals_captums_rule_on_non_negative_inputs(zoo, cnn, images, targets) -> None:
+    # Captum's Alpha1_Beta0_Rule (weights clamped, bias kept) is ours when every input is ≥ 0.
+    def run(rule) -> torch.Tensor:
+        model = zoo.SmallCNN()
+        model.load_state_dict(cnn.state_dict())
+        for layer in (model.features[0], model.features[3]):
+            layer.rule = rule()
+        model.classifier[0].rule = GradientRule()
+        return LRP(model.eval()).attribute(images.clone().requires_grad_(True), target=targets).detach()
+
+    torch.testing.assert_close(run(lambda: AlphaBetaRule(1, 0)), run(Alpha1_Beta0_Rule), rtol=1e-4, atol=1e-7)
+
+
+def test_flat_rule_on_a_single_full_image_convolution_is_uniform(images, targets) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 5, 16), nn.Flatten()).eval()  # the input layer is the output layer
+    logits = logits_of(model, images, targets)
+    for preset in (prop.LRPAlpha1Beta0Flat, prop.LRPAlpha2Beta1Flat):
+        got = preset()(model, images, targets)
+        torch.testing.assert_close(got, (logits / (3 * 16 * 16)).view(-1, 1, 1, 1).expand_as(images))
+
+
+def test_flat_rule_with_padding_by_hand() -> None:
+    # One 3×3 conv, padding 1, outputs = classes: output j's value spreads evenly over its window's pixels
+    # inside the image (4 at a corner, 6 on an edge, 9 inside).
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Flatten()).eval()
+    x = torch.rand((3, 1, 4, 4), generator=seeded(5))
+    targets = torch.tensor([0, 1, 5])  # corner (0,0), edge (0,1), inside (1,1)
+    got = prop.LRPAlpha2Beta1Flat()(model, x, targets)
+    logits = logits_of(model, x, targets)
+    for b, t in enumerate(targets.tolist()):
+        row, col = divmod(t, 4)
+        window = torch.zeros(4, 4)
+        window[max(row - 1, 0) : row + 2, max(col - 1, 0) : col + 2] = 1
+        torch.testing.assert_close(got[b, 0], window * logits[b] / window.sum())
+
+
+def test_deep_taylor_bounded_rule_on_a_linear_model_by_hand(zoo, images, targets) -> None:
+    # z^B: R_i = (x_i w_i − l w⁺_i − h w⁻_i) / Σ(...) · ReLU(logit); bounds from ModelInfo or parameters.
+    torch.manual_seed(0)
+    model = zoo.scaled(zoo.linear_model())
+    rows = model[1].weight[targets].detach().view(-1, 3, 16, 16)
+    logits = logits_of(model, images, targets).view(-1, 1, 1, 1)
+
+    def expected(low: float, high: float) -> torch.Tensor:
+        z = images * rows - low * rows.clamp(min=0) - high * rows.clamp(max=0)
+        return z / z.sum((1, 2, 3), keepdim=True) * logits.clamp(min=0)
+
+    torch.testing.assert_close(
+        prop.DeepTaylor()(model, images, targets), expected(0, 1), rtol=1e-4, atol=1e-7
+    )
+    torch.testing.assert_close(
+        prop.DeepTaylor(low=-0.5, high=2.0)(model, images, targets), expected(-0.5, 2), rtol=1e-4, atol=1e-7
+    )
+    attach_info(model, ModelInfo(input_range=(-1.0, 1.0)))
+    torch.testing.assert_close(
+        prop.DeepTaylor()(model, images, targets), expected(-1, 1), rtol=1e-4, atol=1e-7
+    )
+    with pytest.raises(ValueError, match="'low' < 'high'"):
+        prop.DeepTaylor(low=1.0)(model, images, targets)
+
+
+def test_bad_parameters_and_input_layers_are_refused(zoo, cnn, images, targets) -> None:
+    for preset in (prop.LRPAlpha1Beta0Flat, prop.LRPAlpha2Beta1Flat):
+        with pytest.raises(ValueError, match="'epsilon' must be positive"):
+            preset(epsilon=0.0)(cnn, images, targets)
+    model = nn.Sequential(nn.BatchNorm2d(3), zoo.SmallCNN()).eval()
+    for explainer in (prop.LRPAlpha1Beta0Flat(), prop.DeepTaylor()):
+        with pytest.raises(UnsupportedModelError, match=r"input layer.*module '0' \(BatchNorm2d\)"):
+            explainer(model, images, targets)
+
+
+# --- functional operations: refused by name; reshapes accepted -------------------------------------------
+
+
+class Residual(nn.Module):
+    """conv → relu → (h + conv(h)) → relu → fc: a residual addition in forward (`inplace`: `out += h`)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.relu1, self.relu2 = nn.ReLU(), nn.ReLU()
+        self.fc = nn.Linear(4 * 16 * 16, 5)
+        self.add_in_place = inplace
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu1(self.conv1(x))
+        out = self.conv2(h)
+        if self.add_in_place:
+            out += h
+        else:
+            out = out + h
+        return self.fc(self.relu2(out).flatten(1))
+
+
+class Concatenated(Residual):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.relu1(self.conv1(x))
+        return self.fc(torch.cat([a[:, :2], self.conv2(a)[:, 2:]], 1).flatten(1))
+
+
+class FunctionalReLU(Residual):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(self.conv1(x)).flatten(1))
+
+
+class ScaledOutput(Residual):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.relu1(self.conv1(x)).flatten(1)) * 2
+
+
+class ViewCNN(nn.Module):
+    """A plain CNN that reshapes with `x.view(B, -1)` in forward instead of an nn.Flatten."""
+
+    def __init__(self, source: nn.Module) -> None:
+        super().__init__()
+        self.conv1, self.relu, self.pool = source.features[0], source.features[1], source.features[2]
+        self.conv2, self.relu2, self.fc = source.features[3], source.features[4], source.classifier[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu2(self.conv2(self.pool(self.relu(self.conv1(x)))))
+        return self.fc(x.view(x.shape[0], -1))
+
+
+@pytest.mark.parametrize("name", sorted(CHAIN_ONLY))
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (Residual, r"the input of module 'relu2' \(ReLU\) is computed outside any layer module"),
+        (lambda: Residual(inplace=True), r"the input of module 'relu2' \(ReLU\) is changed in place after "
+                                          r"module 'conv2'"),
+        (Concatenated, r"the input of module 'fc' \(Linear\) is computed outside any layer module"),
+        (FunctionalReLU, r"the input of module 'fc' \(Linear\) is computed outside any layer module"),
+        (ScaledOutput, r"the model's output is computed outside any layer module"),
+    ],
+    ids=["residual", "inplace_residual", "cat", "functional_relu", "scaled_output"],
+)  # fmt: skip
+def test_functional_operations_are_refused_by_name(zoo, images, targets, name, build, message) -> None:
+    torch.manual_seed(0)
+    model = build().eval()
+    before = zoo.snapshot(model)
+    with pytest.raises(UnsupportedModelError, match=message):
+        CHAIN_ONLY[name]()(model, images, targets)
+    zoo.assert_same_snapshot(before, zoo.snapshot(model))
+
+
+def test_deeplift_rescale_still_accepts_a_residual_addition(images, targets) -> None:
+    # Captum's DeepLIFT is exact through linear functional operations: no refusal, summation to delta.
+    torch.manual_seed(0)
+    model = Residual().eval()
+    gain = logits_of(model, images, targets) - logits_of(model, torch.zeros_like(images), targets)
+    torch.testing.assert_close(sums(prop.DeepLift()(model, images, targets)), gain, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(CHAIN_ONLY))
+def test_a_view_in_forward_is_accepted(cnn, images, targets, name) -> None:
+    expected = CHAIN_ONLY[name]()(cnn, images, targets)
+    torch.testing.assert_close(CHAIN_ONLY[name]()(ViewCNN(cnn).eval(), images, targets), expected)
+
+
+def test_trace_names_the_calls_of_a_reused_module(zoo, cnn, images) -> None:
+    from attribench_methods.model_checks import canonical_copy
+
+    clone = canonical_copy(zoo.ReusedReLUCNN(cnn), images, method="test")
+    trace = prop.trace_layers(clone, images[:1], method="test")
+    assert [c.name for c in trace.calls] == ["conv1", "relu (call 1)", "pool", "conv2", "relu (call 2)", "fc"]
+    assert [c.source for c in trace.calls] == [-1, 0, 1, 2, 3, 4] and trace.output_source == 5
+
+
+# --- DeepLIFT RevealCancel --------------------------------------------------------------------------------
+
+
+def test_reveal_cancel_by_hand() -> None:
+    # y = relu(x1 − x2), x = (2, 1), reference 0: Δz⁺ = 2, Δz⁻ = −1 at the ReLU (reference input 0):
+    # Δy⁺ = ½(relu(2) − 0) + ½(relu(1) − relu(−1)) = 1.5, Δy⁻ = ½(relu(−1) − 0) + ½(relu(1) − relu(2)) = −0.5,
+    # so x1 gets 1.5 and x2 gets −0.5 (Rescale would give 2 and −1); they sum to y(x) − y(0) = 1.
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2, 1, bias=False), nn.ReLU(), nn.Linear(1, 1, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0, -1.0]]))
+        model[3].weight.fill_(1.0)
+    x = torch.tensor([2.0, 1.0]).view(1, 1, 1, 2)
+    got = prop.DeepLiftRevealCancel()(model, x, torch.tensor([0]))
+    torch.testing.assert_close(got, torch.tensor([1.5, -0.5]).view(1, 1, 1, 2))
+    rescale = prop.DeepLift()(model, x, torch.tensor([0]))
+    torch.testing.assert_close(rescale, torch.tensor([2.0, -1.0]).view(1, 1, 1, 2))
+
+
+@pytest.mark.parametrize("build", ["cnn", "smooth", "pooled", "late_max_pool", "batchnorm"])
+def test_reveal_cancel_sums_to_delta(zoo, images, targets, build) -> None:
+    torch.manual_seed(0)
+    if build == "late_max_pool":  # the reference's activations vary over the windows near the border
+        model = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(3, 2, padding=1), nn.Flatten(), nn.Linear(4 * 8 * 8, 5),
+        )  # fmt: skip
+    elif build == "batchnorm":
+        model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.LeakyReLU(0.1),
+                              nn.AdaptiveMaxPool2d(4), nn.Flatten(), nn.Linear(64, 5))  # fmt: skip
+        with torch.no_grad():
+            model[1].running_mean.uniform_(-0.2, 0.2)
+            model[1].running_var.uniform_(0.5, 2.0)
+            model[1].weight.uniform_(-1, 1)  # negative scales too
+    else:
+        model = {"cnn": zoo.SmallCNN, "smooth": zoo.smooth_cnn, "pooled": lambda: pooled_net(bias=True)}[
+            build
+        ]()
+    model = zoo.scaled(model)
+    gain = logits_of(model, images, targets) - logits_of(model, torch.zeros_like(images), targets)
+    got = sums(prop.DeepLiftRevealCancel()(model, images, targets))
+    torch.testing.assert_close(got, gain, rtol=1e-4, atol=1e-5)
+
+
+def test_reveal_cancel_is_rescale_without_cancellation(zoo, images, targets) -> None:
+    # Non-negative weights and inputs: every Δx⁻ is 0, so RevealCancel reduces to Rescale (Captum's DeepLift).
+    torch.manual_seed(0)
+    model = pooled_net(bias=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.abs_()
+    expected = prop.DeepLift()(model, images, targets)
+    torch.testing.assert_close(
+        prop.DeepLiftRevealCancel()(model, images, targets), expected, rtol=1e-4, atol=1e-6
+    )
+
+
+def test_reveal_cancel_on_a_linear_model_is_w_times_x(zoo, images, targets) -> None:
+    torch.manual_seed(0)
+    model = zoo.linear_model().eval()
+    rows = model[1].weight[targets].detach().view(-1, 3, 16, 16)
+    got = prop.DeepLiftRevealCancel()(model, images, targets)
+    torch.testing.assert_close(got, rows * images, rtol=1e-5, atol=1e-6)
+
+
+class DeadBranch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 2, 3, padding=1), nn.Conv2d(3, 2, 3, padding=1)
+        self.fc = nn.Linear(2 * 16 * 16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.a(x)
+        return self.fc(self.b(x).flatten(1))
+
+
+def test_reveal_cancel_refuses_what_it_cannot_run(zoo, images, targets) -> None:
+    rc = prop.DeepLiftRevealCancel()
+    with pytest.raises(
+        UnsupportedModelError, match=r"module 'b' \(Conv2d\) does not take the output of module 'a'"
+    ):
+        rc(DeadBranch(), images, targets)
+    model = zoo.SmallCNN()
+    model.features[1] = nn.GELU()
+    with pytest.raises(UnsupportedModelError, match=r"module 'features\.1' \(GELU\) has no DeepLIFT rule"):
+        rc(model, images, targets)
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2 * 14 * 14, 5))
+    with pytest.raises(UnsupportedModelError, match=r"module '1' \(BatchNorm2d\) is in training mode"):
+        rc(model.train(), images, targets)
+    with pytest.raises(ValueError, match=r"Targets must lie in \[0, 5\)"):
+        rc(model.eval(), images, torch.tensor([0, 7, 1]))
