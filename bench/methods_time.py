@@ -16,10 +16,10 @@ import warnings
 
 import torch
 from captum import attr as captum_attr
+from timing import interleaved, machine
 
 from attribench_core import plugins
 from attribench_core.runner import RunRequest, prepare
-from timing import interleaved, machine
 
 
 def main() -> None:
@@ -44,12 +44,13 @@ def main() -> None:
     print(f"machine: {machine()}; torch threads {torch.get_num_threads()}; batch of {args.batch} toy images")
     print(f"{'method':26s} {'ms/image':>9s} {'bare Captum':>12s} {'overhead':>9s}")
     for entry in registry.entries("explainer", plugin="methods"):
-        if args.only and entry.name not in args.only or not entry.meta.get("available", True):
+        if (args.only and entry.name not in args.only) or not entry.meta.get("available", True):
             continue
         explainer = entry.load()()
 
         def ours(explainer=explainer) -> None:
-            explainer(model, images, targets, generator=torch.Generator().manual_seed(0), references=references)
+            generator = torch.Generator().manual_seed(0)
+            explainer(model, images, targets, generator=generator, references=references)
 
         candidates = {"ours": ours}
         captum_class = getattr(explainer, "captum_class", None)
@@ -57,7 +58,8 @@ def main() -> None:
             method = getattr(captum_attr, captum_class)(copy.deepcopy(model))  # Captum may leave attributes
 
             def bare(method=method, explainer=explainer) -> None:
-                method.attribute(images.clone().requires_grad_(True), target=targets, **explainer.attribute_kwargs())
+                x = images.clone().requires_grad_(True)
+                method.attribute(x, target=targets, **explainer.attribute_kwargs())
 
             try:
                 bare()

@@ -179,49 +179,20 @@ def test_store_commands(test_plugins, tmp_path):
     assert exported.exit_code == 0 and (tmp_path / "g.npz").exists()
 
 
-def _run_json(site, store):
-    args = [
-        "run",
-        "core.relevance_mass",
-        "-e",
-        "t.grad:delay=0.15",
-        "-e",
-        "t.noise",
-        "--num-imgs",
-        "48",
-        "--batch-size",
-        "4",
-        "--store",
-        str(store),
-        "--json",
-    ]
-    return run_attribench(args, site=site)
+def _resumable_args(store):
+    return ["run", "core.relevance_mass", "-e", "t.grad:delay=0.15", "-e", "t.noise", "--num-imgs", "48",
+            "--batch-size", "4", "--store", str(store), "--json"]  # fmt: skip
 
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_results(tmp_path):
     site = tmp_path / "site"
     fake_install(site, "attribench-fixture", {"t": "abfixture.plugin"})
-    reference = _run_json(site, tmp_path / "reference.h5")
+    reference = run_attribench(_resumable_args(tmp_path / "reference.h5"), site=site)
     assert reference.returncode == 0, reference.stderr
 
     store = tmp_path / "killed.h5"
-    args = [
-        "run",
-        "core.relevance_mass",
-        "-e",
-        "t.grad:delay=0.15",
-        "-e",
-        "t.noise",
-        "--num-imgs",
-        "48",
-        "--batch-size",
-        "4",
-        "--store",
-        str(store),
-        "--json",
-    ]
-
+    args = _resumable_args(store)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(FIXTURES)])}
     code = "import sys; from attribench_core.cli import main; main()"
     proc = subprocess.Popen(
@@ -236,7 +207,7 @@ def test_a_killed_run_resumes_to_the_same_results(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert 3 <= len(list(journal.glob("*/*.npz"))) < 12  # killed mid-way through the first explainer
 
-    resumed = _run_json(site, store)
+    resumed = run_attribench(args, site=site)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["results"] == json.loads(reference.stdout)["results"]
     verified = run_attribench(["store", "verify", "--store", str(store)], site=site)

@@ -55,17 +55,22 @@ def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(path, m) for path, m in model.named_modules() if next(m.children(), None) is None]
 
 
-def call_counts(model: nn.Module, probe: torch.Tensor) -> Counter[nn.Module]:
-    """How many times one forward pass of `probe` calls each leaf module (hooks removed afterwards)."""
-    counts: Counter[nn.Module] = Counter()
-    leaves = [m for _, m in leaf_modules(model)]
-    handles = [m.register_forward_pre_hook(lambda mod, _: counts.update([mod])) for m in leaves]
+def probe_pass(model: nn.Module, probe: torch.Tensor, modules: list[nn.Module], pre_hook: Any) -> None:
+    """One forward pass of `probe` without gradients, with `pre_hook(module, args)` on `modules`, which are
+    removed afterwards whatever happens."""
+    handles = [m.register_forward_pre_hook(pre_hook) for m in modules]
     try:
         with torch.no_grad():
             model(probe)
     finally:
         for handle in handles:
             handle.remove()
+
+
+def call_counts(model: nn.Module, probe: torch.Tensor) -> Counter[nn.Module]:
+    """How many times one forward pass of `probe` calls each leaf module."""
+    counts: Counter[nn.Module] = Counter()
+    probe_pass(model, probe, [m for _, m in leaf_modules(model)], lambda mod, _: counts.update([mod]))
     return counts
 
 
@@ -142,11 +147,5 @@ def _adaptive_max_pools(
     def record(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         sizes.setdefault(module, tuple(args[0].shape[-2:]))
 
-    handles = [m.register_forward_pre_hook(record) for _, m in found]
-    try:
-        with torch.no_grad():
-            model(probe)
-    finally:
-        for handle in handles:
-            handle.remove()
+    probe_pass(model, probe, [m for _, m in found], record)
     return [(p, m, sizes[m]) for p, m in found if m in sizes]
