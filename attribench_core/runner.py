@@ -102,8 +102,14 @@ class Resources:
         self.dataset_options: dict[str, dict[str, Any]] = {}
 
     def dataset_key(self, name: str, split: str = "test") -> str:
-        options = self.dataset_options.get(name, {})
-        return f"{name}@{short_hash({'options': options, 'seed': self.request.seed, 'split': split})}"
+        """`name@hash` of what determines the data: options, seed, split and its plugin's version."""
+        identity = {
+            "options": self.dataset_options.get(name, {}),
+            "seed": self.request.seed,
+            "split": split,
+            "version": self.registry.resolve("dataset", name).version,
+        }
+        return f"{name}@{short_hash(identity)}"
 
     def dataset(self, name: str, split: str = "test") -> Dataset:
         entry = self.registry.resolve("dataset", name)
@@ -161,7 +167,10 @@ class RunContext:
 
     def group_key(self, dataset: str, model: str, explainer: ExplainerConfig, target: str) -> GroupKey:
         loaded = self.resources.model(model)
-        params_hash = short_hash({"params": explainer.resolved, "target": target})
+        # the plugin's version is part of the key: a fixed or changed method is recomputed, never mixed in
+        params_hash = short_hash(
+            {"params": explainer.resolved, "target": target, "version": explainer.entry.version}
+        )
         return GroupKey(
             self.resources.dataset_key(dataset), loaded.key, f"{explainer.entry.qualified}@{params_hash}"
         )
