@@ -40,6 +40,9 @@ class MetricContext(Protocol):
     dataset_name: str
     model_name: str
     index: np.ndarray
+    num_imgs: (
+        int  # --num-imgs, or the metric's default: how a metric uses it is its choice (SMERF: per bucket)
+    )
     seed: int
     device: str
     batch_size: int
@@ -57,7 +60,8 @@ class Metric(ABC):
     """A metric. Subclasses declare:
 
     - `higher_is_better`, `category` ("ground_truth", "faithfulness", "sanity", ...);
-    - `dataset`, `model`: qualified names used by default (`--dataset`/`--model` override them);
+    - `dataset`, `model`: qualified names used by default (`--dataset`/`--model` override them); a metric
+      may set them per instance in `__init__` from its options;
     - `requires`: what the dataset must provide, e.g. `("regions",)`;
     - `options`: `Param`s settable as `--name value` after the metric on the command line;
     - `target`: explain the model's "prediction" or the dataset "label";

@@ -157,6 +157,7 @@ class RunContext:
         self.explainers = explainers
         request = resources.request
         self.seed, self.device, self.batch_size = request.seed, request.device, request.batch_size
+        self.num_imgs = metric.num_imgs if request.num_imgs is None else request.num_imgs
 
     @property
     def dataset(self) -> Dataset:
@@ -236,8 +237,9 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
         raise UsageProblem("No explainers are installed; pip install -e plugins/attribench_methods.")
     explainers = {c.label: c for c in configs}
     resources = Resources(registry, request, progress)
-    dataset = registry.resolve("dataset", request.dataset or metric_cls.dataset).qualified
-    model = registry.resolve("model", request.model or metric_cls.model).qualified
+    # instance attributes: a metric may choose its dataset and model from its options
+    dataset = registry.resolve("dataset", request.dataset or metric.dataset).qualified
+    model = registry.resolve("model", request.model or metric.model).qualified
     resources.dataset_options[dataset] = metric.dataset_options()
     resources.model(model)
     data = resources.dataset(dataset)
