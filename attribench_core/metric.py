@@ -47,6 +47,12 @@ class MetricContext(Protocol):
     device: str
     batch_size: int
 
+    def load_dataset(self, name: str, split: str = "test") -> Dataset:
+        """Dataset `name` of the run (with the metric's dataset options), e.g. to choose images by bucket."""
+
+    def explainer_name(self, label: str) -> str:
+        """The qualified name (`methods.ig`) behind a result label (`methods.ig:steps=32`)."""
+
     def rng(self, purpose: str) -> np.random.Generator:
         """A numpy generator derived from the run seed and `purpose` (e.g. "bootstrap")."""
 
@@ -81,7 +87,8 @@ class Metric(ABC):
         self.opts = resolve_params(self.options, options, owner=type(self).__name__)
 
     def dataset_options(self) -> dict[str, Any]:
-        """Options passed to the dataset factory (e.g. a SMERF setting); none by default."""
+        """Options passed to the factory of every dataset the metric uses (e.g. SMERF's background); none by
+        default. A model's own `dataset_options` take precedence for the dataset it is trained on."""
         return {}
 
     def requests(self, ctx: MetricContext) -> list[AttributionRequest]:

@@ -95,27 +95,34 @@ def parse_explainer(registry: Registry, text: str) -> ExplainerConfig:
 class Resources:
     """Datasets and models of one run, loaded once and shared by planning, execution and metrics."""
 
-    def __init__(self, registry: Registry, request: RunRequest, progress: Progress):
+    def __init__(
+        self, registry: Registry, request: RunRequest, progress: Progress, default_options: dict[str, Any]
+    ):
         self.registry, self.request, self.progress = registry, request, progress
         self._datasets: dict[tuple[str, str], Dataset] = {}
         self._models: dict[str, LoadedModel] = {}
+        self.default_options = default_options  # the metric's dataset options, for every dataset it uses
         self.dataset_options: dict[str, dict[str, Any]] = {}
 
     def dataset_key(self, name: str, split: str = "test") -> str:
         """`name@hash` of what determines the data: options, seed, split and its plugin's version."""
         identity = {
-            "options": self.dataset_options.get(name, {}),
+            "options": self.options(name),
             "seed": self.request.seed,
             "split": split,
             "version": self.registry.resolve("dataset", name).version,
         }
         return f"{name}@{short_hash(identity)}"
 
+    def options(self, name: str) -> dict[str, Any]:
+        """Options of dataset `name` (qualified): set by its model, else the metric's."""
+        return self.dataset_options.setdefault(name, dict(self.default_options))
+
     def dataset(self, name: str, split: str = "test") -> Dataset:
         entry = self.registry.resolve("dataset", name)
         if (entry.qualified, split) not in self._datasets:
             factory = entry.load()
-            options = self.dataset_options.get(entry.qualified, {})
+            options = self.options(entry.qualified)
             self._datasets[entry.qualified, split] = factory(split=split, seed=self.request.seed, **options)
         return self._datasets[entry.qualified, split]
 
@@ -124,7 +131,7 @@ class Resources:
         if entry.qualified not in self._models:
             model = entry.load()()
             data = self.registry.resolve("dataset", model.dataset).qualified
-            self.dataset_options.setdefault(data, dict(model.dataset_options))
+            self.dataset_options.setdefault(data, {**self.default_options, **model.dataset_options})
             self._models[entry.qualified] = obtain_model(
                 model,
                 entry.qualified,
@@ -162,6 +169,12 @@ class RunContext:
     @property
     def dataset(self) -> Dataset:
         return self.resources.dataset(self.dataset_name)
+
+    def load_dataset(self, name: str, split: str = "test") -> Dataset:
+        return self.resources.dataset(name, split)
+
+    def explainer_name(self, label: str) -> str:
+        return self.explainers[label].entry.qualified
 
     def rng(self, purpose: str) -> np.random.Generator:
         return np.random.default_rng(derive_seed(self.seed, "metric", purpose))
@@ -236,11 +249,10 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
     if not configs:
         raise UsageProblem("No explainers are installed; pip install -e plugins/attribench_methods.")
     explainers = {c.label: c for c in configs}
-    resources = Resources(registry, request, progress)
+    resources = Resources(registry, request, progress, metric.dataset_options())
     # instance attributes: a metric may choose its dataset and model from its options
     dataset = registry.resolve("dataset", request.dataset or metric.dataset).qualified
     model = registry.resolve("model", request.model or metric.model).qualified
-    resources.dataset_options[dataset] = metric.dataset_options()
     resources.model(model)
     data = resources.dataset(dataset)
     if "regions" in metric.requires and not data.batch([0]).regions:
@@ -287,7 +299,7 @@ def plan(ctx: RunContext) -> list[AttributionTask]:
                 continue
             provenance = {
                 "dataset": req.dataset,
-                "dataset_options": ctx.resources.dataset_options.get(req.dataset, {}),
+                "dataset_options": ctx.resources.options(req.dataset),
                 "model": req.model,
                 "weights_hash": loaded.weights_hash,
                 "explainer": config.entry.qualified,
