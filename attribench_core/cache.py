@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def cached_arrays(relative: str, build: Callable[[], dict[str, np.ndarray]]) -> 
         try:
             with np.load(path, allow_pickle=False) as data:
                 return {name: data[name] for name in data.files}
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
             warnings.warn(f"Cache entry {path} is unreadable ({exc}); rebuilding it.", stacklevel=2)
     arrays = build()
     tmp = atomic_path(path)

@@ -77,10 +77,14 @@ def test_corrupt_cache_entries_are_rebuilt():
         return {"x": np.arange(3)}
 
     cached_arrays("test/corrupt.npz", build)
-    (home() / "test" / "corrupt.npz").write_bytes(b"truncated")
-    with pytest.warns(UserWarning, match="unreadable"):
-        again = cached_arrays("test/corrupt.npz", build)
-    assert again["x"].tolist() == [0, 1, 2] and len(calls) == 2
+    path = home() / "test" / "corrupt.npz"
+    whole = path.read_bytes()
+    for damaged in (b"garbage", whole[: len(whole) // 2]):  # not an npz at all; a truncated zip
+        path.write_bytes(damaged)
+        with pytest.warns(UserWarning, match="unreadable"):
+            again = cached_arrays("test/corrupt.npz", build)
+        assert again["x"].tolist() == [0, 1, 2]
+    assert len(calls) == 3
 
 
 def test_retrain_flag_trains_again(test_plugins):
