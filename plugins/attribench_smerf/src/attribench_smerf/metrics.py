@@ -200,10 +200,7 @@ class IOU(SmerfMetric):
     )
 
     def score(self, maps: torch.Tensor, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        regions, roles = batch
-        objects, codes = functional.stack_objects(
-            regions, [r.get("primary", ()) for r in roles], [r.get("secondary", ()) for r in roles]
-        )
+        objects, codes = _objects(batch)
         return functional.iou(maps, objects, codes, blur=self.opts["blur"], threshold=self.opts["threshold"])
 
 
@@ -217,9 +214,13 @@ class MAFL(SmerfMetric):
         return functional.mafl(maps, primary, secondary, blur=self.opts["blur"])
 
 
-def _role_masks(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _objects(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-object masks `[B,K,H,W]` and role codes `[B,K]` of a `(regions, roles)` pair."""
     regions, roles = batch
-    objects, codes = functional.stack_objects(
+    return functional.stack_objects(
         regions, [r.get("primary", ()) for r in roles], [r.get("secondary", ()) for r in roles]
     )
-    return functional.role_masks(objects, codes)
+
+
+def _role_masks(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    return functional.role_masks(*_objects(batch))
