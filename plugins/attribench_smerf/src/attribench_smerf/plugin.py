@@ -25,7 +25,7 @@ def register_datasets(register):
         register(
             setting,
             f"attribench_smerf.datasets:{setting}",
-            description=f"SMERF TextBox images, {setting} reasoning (paper Table 1), 12 buckets, 64x64",
+            description=f"SMERF TextBox images (64x64) for {setting}: labels and roles as paper Table 1",
         )
 
 
