@@ -28,8 +28,10 @@ def fit_classifier(
     device: str = "cpu",
     checkpoint: Path | None = None,
     progress: Progress | None = None,
+    validation: Dataset | None = None,
 ) -> None:
-    """Adam + cross-entropy for `recipe.epochs`; resumes from `checkpoint` if one exists."""
+    """Adam + cross-entropy for `recipe.epochs`; resumes from `checkpoint` if one exists. `validation` (the
+    test split, handed to every model's `fit` for early stopping) is not used by this fixed-length loop."""
     generator = torch.Generator().manual_seed(seed)
     images, labels = _arrays(train_set)
     module.to(device).train()

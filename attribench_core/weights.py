@@ -133,6 +133,7 @@ def _from_cache_or_training(
         model.fit(
             module,
             train_set,
+            validation=test_set,
             seed=derive_seed(seed, "train", name, attempt),
             device=device,
             checkpoint=checkpoint,

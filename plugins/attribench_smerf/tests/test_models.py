@@ -165,7 +165,7 @@ def test_recipe_and_gates_follow_the_paper():
     assert (simple.gate, complex_.gate, robust.gate) == (0.98, 0.95, 0.95)
     assert smerf_model("complex_fr", "pgd").gate == 0.90
     assert smerf_model("simple_fr", gate=0.9).gate == 0.9
-    assert robust.recipe.extra["pgd"]["eps"] == 0.1 and "pgd" not in simple.recipe.extra
+    assert robust.recipe.extra["pgd"]["eps"] == 8 / 255 and "pgd" not in simple.recipe.extra
     assert simple.recipe != smerf_model("simple_fr", "vgg").recipe  # the variant enters the cache key
 
 
