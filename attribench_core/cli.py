@@ -247,7 +247,7 @@ def run_command(
         keep_going=not ctx.find_root().params.get("debug", False),
         **kwargs,
     )
-    with _progress(stderr=as_json) as progress:
+    with RichProgress(stderr=as_json) as progress:
         outcome = run(plugins.get_registry(), request, progress)
     payload = outcome.to_json()
     if out is not None:
@@ -271,7 +271,7 @@ def _check_device(device: str) -> None:
         )
 
 
-class _progress:
+class RichProgress:
     """A rich progress display as a `Progress` callable (on stderr when stdout carries JSON)."""
 
     def __init__(self, stderr: bool):

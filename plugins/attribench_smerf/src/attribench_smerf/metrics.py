@@ -56,6 +56,7 @@ class SmerfMetric(Metric):
         self.settings = GROUPS.get(setting, (setting,))
         self.dataset = f"smerf.{self.settings[0]}"
         self.model = self.model_for(self.settings[0])
+        self._sampled: dict[str, np.ndarray] = {}
 
     def model_for(self, setting: str) -> str:
         return f"smerf.{model_name(setting, self.opts['variant'])}"
@@ -67,7 +68,13 @@ class SmerfMetric(Metric):
         return options
 
     def sample(self, ctx: MetricContext, setting: str) -> np.ndarray:
-        """`num_imgs` test images of every bucket of `setting` (all when a bucket has fewer), seeded."""
+        """`num_imgs` test images of every bucket of `setting` (all when a bucket has fewer), seeded; chosen
+        once per setting and reused by `requests` and `compute`."""
+        if setting not in self._sampled:
+            self._sampled[setting] = self._choose(ctx, setting)
+        return self._sampled[setting]
+
+    def _choose(self, ctx: MetricContext, setting: str) -> np.ndarray:
         buckets = ctx.load_dataset(f"smerf.{setting}").buckets
         chosen = []
         for bucket in np.unique(buckets):
