@@ -7,7 +7,13 @@ import math
 
 import pytest
 import torch
-from attribench_methods.extremal import BlurPyramid, ExtremalPerturbation, SmoothMaskGenerator, gaussian_blur
+from attribench_methods.extremal import (
+    BlurPyramid,
+    ExtremalPerturbation,
+    SmoothMaskGenerator,
+    area_penalty,
+    gaussian_blur,
+)
 from attribench_methods.iba import IBA
 from attribench_methods.model_checks import UnsupportedModelError
 from torch import nn
@@ -49,7 +55,7 @@ def test_extremal_mask_in_unit_range_with_the_requested_area(zoo, cnn, images, t
     assert image_only.min() >= 0 and image_only.max() <= 1
     kept = (image_only > 0.5).float().mean((1, 2, 3))
     torch.testing.assert_close(kept, torch.full((3,), 0.3), atol=1.5 / H**2, rtol=0)
-    assert ((image_only.mean((1, 2, 3)) - 0.3).abs() < 0.05).all()
+    assert ((image_only.mean((1, 2, 3)) - 0.3).abs() < 0.06).all()
     # TorchRay's constraint counts the mask's margin (18×18 here), which ends up outside the kept area
     with_margin = ExtremalPerturbation()(cnn, images, targets)
     generator = SmoothMaskGenerator((H, H), 1, 21 * H / 224, torch.device("cpu"))
@@ -77,9 +83,9 @@ def test_extremal_optimises_the_images_of_a_batch_independently(zoo, cnn, images
     explainer = ExtremalPerturbation(steps=60)
     together = explainer(cnn, images, targets)
     alone = torch.cat([explainer(cnn, images[i : i + 1], targets[i : i + 1]) for i in range(3)])
-    torch.testing.assert_close(together, alone, atol=1e-4, rtol=0)
+    torch.testing.assert_close(together, alone, atol=5e-4, rtol=0)  # batched convolutions differ in ulps
     in_pairs = ExtremalPerturbation(steps=60, internal_batch_size=2)(cnn, images, targets)
-    torch.testing.assert_close(together, in_pairs, atol=1e-4, rtol=0)
+    torch.testing.assert_close(together, in_pairs, atol=5e-4, rtol=0)
     assert torch.equal(together, explainer(cnn, images, targets, generator=zoo.seeded(1)))  # no randomness
 
 
@@ -94,6 +100,38 @@ def test_extremal_leaves_the_model_as_found(zoo, cnn, images, targets) -> None:
         ExtremalPerturbation(steps=5)(cnn, images, targets)
     cnn.fail = False
     zoo.assert_same_snapshot(before, zoo.snapshot(cnn))
+
+
+def test_area_penalty_is_the_sorted_square_error_away_from_ties() -> None:
+    values = torch.tensor([[0.9, 0.1, 0.5, 0.7]], requires_grad=True)
+    reference = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    area_penalty(values, reference).sum().backward()
+    # sorted 0.1, 0.5, 0.7, 0.9 against 0, 0, 1, 1: (0.01 + 0.25 + 0.09 + 0.01) / 4
+    assert area_penalty(values, reference).item() == pytest.approx(0.09)
+    # d/dv = 2 (v − r_rank(v)) / 4, in the input's order 0.9→1, 0.1→0, 0.5→0, 0.7→1
+    torch.testing.assert_close(values.grad, torch.tensor([[-0.05, 0.05, 0.25, -0.15]]))
+
+
+def test_area_penalty_gives_tied_values_the_same_pull_whatever_the_sort_order() -> None:
+    values = torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.2]], requires_grad=True)
+    reference = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0])
+    area_penalty(values, reference).sum().backward()
+    # 0.2 takes rank 0 (target 0); the four tied ones share the mean of 0, 0, 1, 1 = 0.5
+    torch.testing.assert_close(values.grad, torch.tensor([[0.2, 0.2, 0.2, 0.2, 0.08]]))
+    permuted = values.detach()[:, [4, 2, 0, 3, 1]].requires_grad_(True)
+    area_penalty(permuted, reference).sum().backward()
+    torch.testing.assert_close(permuted.grad, values.grad[:, [4, 2, 0, 3, 1]])
+
+
+def test_extremal_masks_do_not_depend_on_the_sort_order_of_ties(
+    make, cnn, images, targets, monkeypatch
+) -> None:
+    """CUDA and CPU order tied values differently; TorchRay's penalty let that order decide the mask."""
+    expected = make("extremal_perturbation", steps=40)(cnn, images, targets)
+    sort = torch.Tensor.sort
+    monkeypatch.setattr(torch.Tensor, "sort", lambda self, dim=-1, **kw: sort(self.flip(dim), dim=dim, **kw))
+    got = make("extremal_perturbation", steps=40)(cnn, images, targets)
+    torch.testing.assert_close(got, expected)
 
 
 def test_blur_pyramid_with_two_levels_is_the_plain_blend() -> None:

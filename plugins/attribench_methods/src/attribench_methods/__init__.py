@@ -5,4 +5,4 @@ Captum; the explainers live in modules named for what they hold (`gradients`, `b
 `propagation`, `baselines`), with shared helpers in `common` and `model_checks`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"

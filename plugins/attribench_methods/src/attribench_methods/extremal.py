@@ -24,6 +24,29 @@ REGUL_WEIGHT = 300.0  # initial weight of the area constraint
 REGUL_GROWTH = 1.0035  # TorchRay's growth of that weight per iteration (for 800 iterations)
 MOMENTUM = 0.9  # TorchRay's SGD: momentum 0.9, dampening 0.9
 COLDNESS = 20.0  # temperature of the smooth max in the mask generator
+TIE_TOLERANCE = 1e-6  # mask values closer than this count as tied in the area constraint
+
+
+def area_penalty(values: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """mean((sort(values) − reference)²) per row of `values` `[B,N]`, with a gradient that does not depend
+    on how the sort orders ties.
+
+    At ties the sort's order decides which of the tied mask values are pulled towards 0 and which towards
+    1, and that order differs between CPU and CUDA (and between sort implementations): TorchRay's masks
+    start at exactly equal values, so it decided the whole mask (correlation 0.02 between CPU and CUDA
+    maps, 0.49 between two tie orders on the CPU). Here tied values (within `TIE_TOLERANCE`) share the mean
+    of their reference entries: the average of the subgradients over all tie orders. Away from ties this
+    is exactly the original penalty."""
+    rows, n = values.shape
+    ordered = values.sort(dim=1).values
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:].detach() - ordered[:, :-1].detach() > TIE_TOLERANCE
+    group = (starts.cumsum(dim=1) - 1 + n * torch.arange(rows, device=values.device)[:, None]).flatten()
+    totals = torch.zeros(rows * n, device=values.device, dtype=values.dtype)
+    sums = totals.index_add(0, group, reference.expand(rows, n).flatten())
+    counts = totals.index_add(0, group, torch.ones_like(sums))
+    target = (sums / counts.clamp(min=1))[group].view(rows, n)
+    return ((ordered - target) ** 2).mean(dim=1)
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -123,9 +146,10 @@ class ExtremalPerturbation(Explainer):
     Finds a smooth mask m of area `area` (SoCo: 0.3) that maximises the target logit of the perturbed image
     (each pixel blurred by an amount that falls with m, `BlurPyramid`), by gradient ascent on
     logit − λ_t·mean((sort(m) − r_a)²), where r_a holds (1 − area)·N zeros then ones and λ_t grows
-    geometrically. Returns the mask of the last iteration, `[B,1,H,W]` in [0,1]. The images of a batch are
-    optimised together, `internal_batch_size` at a time (one optimiser over a `[b,1,h,w]` parameter; they
-    do not interact, so the grouping does not change the masks). Deterministic: no randomness is used.
+    geometrically (tied mask values share their r_a entries: `area_penalty`). Returns the mask of the last
+    iteration, `[B,1,H,W]` in [0,1]. The images of a batch are optimised together, `internal_batch_size`
+    at a time (one optimiser over a `[b,1,h,w]` parameter; they do not interact, so the grouping does not
+    change the masks). Deterministic: no randomness is used.
 
     As TorchRay: SGD with lr 0.01, momentum 0.9 and dampening 0.9 on a parameter initialised to 1 and
     clamped to [0,1] after each step; λ from 300; 8 blur levels; smooth max-convolution mask generator;
@@ -226,7 +250,7 @@ class ExtremalPerturbation(Explainer):
                 perturbed = perturbed.flip(3)
             reward = model(perturbed).gather(1, targets[:, None]).squeeze(1)
             constrained = (full if with_margin else cropped).flatten(1)
-            regul = ((constrained.sort(dim=1).values - reference) ** 2).mean(dim=1) * weight
+            regul = area_penalty(constrained, reference) * weight
             (grad,) = torch.autograd.grad(-(reward - regul).sum(), params)
             params.grad = grad
             optimizer.step()
