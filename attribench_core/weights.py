@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,7 @@ def _from_cache_or_training(
             pass  # unreadable cache entry: retrain below
     train_set, test_set = datasets("train"), datasets("test")
     verification = None
+    started = time.perf_counter()
     for attempt in range(model.recipe.max_attempts):
         checkpoint = folder / f"{key}.attempt{attempt}.ckpt"
         if retrain:
@@ -155,6 +157,8 @@ def _from_cache_or_training(
     torch.save(module.state_dict(), tmp)
     os.replace(tmp, weights)
     tmp = atomic_path(record)
-    tmp.write_text(json.dumps({"weights_hash": digest, "verification": dataclasses.asdict(verification)}))
+    training = {"seconds": round(time.perf_counter() - started, 1), "attempts": attempt + 1, "device": device}
+    meta = {"weights_hash": digest, "verification": dataclasses.asdict(verification), "training": training}
+    tmp.write_text(json.dumps(meta))
     os.replace(tmp, record)
     return LoadedModel(name, module, digest, "trained", verification)
