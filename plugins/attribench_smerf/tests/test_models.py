@@ -162,6 +162,7 @@ def test_recipe_and_gates_follow_the_paper():
     )
     assert (simple.recipe.lr, simple.recipe.batch_size, simple.recipe.epochs) == (1e-4, 128, 10)
     assert simple.recipe.max_attempts == 3
+    assert (complex_.recipe.lr, smerf_model("complex_fr").recipe.lr) == (1e-3, 1e-4)  # CR: see learning_rate
     assert (simple.gate, complex_.gate, robust.gate) == (0.98, 0.95, 0.95)
     assert smerf_model("complex_fr", "pgd").gate == 0.90
     assert smerf_model("simple_fr", gate=0.9).gate == 0.9

@@ -12,9 +12,9 @@ a VGG-style variant, trained until a per-bucket accuracy gate holds (the paper's
   instead of its 0.3, which does not train here (see `PGD`).
 
 Every network outputs logits (no softmax) and uses separate, non-in-place `nn.ReLU` modules.
-Training: Adam lr 1e-4, batch 128, cross-entropy on logits (the original used Keras BCE on the linear
-outputs, a quirk not kept), at most 10 epochs, stopping after the first epoch at which every bucket of the
-validation data reaches the gate (0.98 simple, 0.95 complex).
+Training: Adam lr 1e-4 (1e-3 for CR1–4, see `learning_rate`), batch 128, cross-entropy on logits (the
+original used Keras BCE on the linear outputs, a quirk not kept), at most 10 epochs, stopping after the
+first epoch at which every bucket of the validation data reaches the gate (0.98 simple, 0.95 complex).
 
 Models are registered through `model_class(setting, variant)`; this module also exposes each of them as
 an attribute `<setting>` (cnn), `<setting>_pgd` and `<setting>_vgg` for lazy `"module:attr"` targets.
@@ -63,7 +63,17 @@ ROBUST_GATES = {"simple": 0.95, "complex": 0.90}
 EPOCHS = 10  # paper App. A.2: "maximum epoch of 10"
 BATCH_SIZE = 128  # original scripts/run_experiment.py
 LR = 1e-4  # paper App. A.2
+CR_LR = 1e-3  # CR1–4 only: see `learning_rate`
 MAX_ATTEMPTS = 3
+
+
+def learning_rate(setting: str) -> float:
+    """Adam's learning rate for `setting`: the paper's 1e-4, except 1e-3 for CR1–4.
+
+    The original code trained the CR models for 100–150 epochs; within the paper's 10-epoch cap, lr 1e-4
+    left CR3's worst bucket at 0.88 after 10 epochs (default preset, 4000 images per bucket), while lr 1e-3
+    passed the 0.95 gate after 5 (measured; see the plugin README)."""
+    return CR_LR if setting.startswith("complex_cr") else LR
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -350,7 +360,7 @@ class SmerfModel(Model):
         gate: float | None = None,
         epochs: int = EPOCHS,
         batch_size: int = BATCH_SIZE,
-        lr: float = LR,
+        lr: float | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         pgd: PGD | None = None,
         dataset_options: dict[str, Any] | None = None,
@@ -374,7 +384,7 @@ class SmerfModel(Model):
         self.recipe = Recipe(  # type: ignore[misc]
             epochs=epochs,
             batch_size=batch_size,
-            lr=lr,
+            lr=learning_rate(setting) if lr is None else lr,
             min_accuracy=self.gate,
             max_attempts=max_attempts,
             extra=extra,
