@@ -237,7 +237,7 @@ def run_command(
     """Run METRIC for some explainers; metric options follow as --name value."""
     from attribench_core.runner import RunRequest, run
 
-    _check_device(kwargs["device"])
+    check_device(kwargs["device"])
     if out is not None and not out.parent.is_dir():
         raise UsageProblem(f"Folder of --out '{out.parent}' does not exist.")
     request = RunRequest(
@@ -258,7 +258,8 @@ def run_command(
         _print_outcome(outcome)
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
+    """A one-line error unless `device` is cpu, or a CUDA device torch can see."""
     if device == "cpu":
         return
     if not device.startswith("cuda"):

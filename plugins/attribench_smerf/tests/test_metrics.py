@@ -62,6 +62,8 @@ def test_aggregation_gives_the_papers_summaries():
     # bucket means of PAFL: simple_fr 7 -> 0.7, 10 -> 0.3; simple_nr 7 -> 0.8 (bucket 1 undefined)
     assert result.value == pytest.approx((0.7 + 0.3 + 0.8) / 3)
     assert v["pafl_simple_fr"] == pytest.approx(0.5) and v["pafl_simple_fr_min"] == pytest.approx(0.3)
+    assert (v["pafl_simple_fr_b10"], v["safl_simple_fr_b10"]) == pytest.approx((0.3, 0.6))
+    assert np.isnan(v["pafl_simple_nr_b1"]) and v["safl_simple_nr_b1"] == pytest.approx(0.3)
     assert v["pafl_simple_mean"] == pytest.approx(0.6) and v["pafl_simple_min"] == pytest.approx(0.3)
     assert v["success_simple_fr"] == pytest.approx(0.5)  # bucket 7 above 0.5, bucket 10 not
     assert v["wrong_focus_failures_simple_fr"] == 1.0  # bucket 10: SAFL 0.6 > PAFL 0.3

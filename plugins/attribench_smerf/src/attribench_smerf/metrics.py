@@ -2,8 +2,9 @@
 simple or complex group, or all seven; images sampled per bucket; the maths lives in `functional.py`.
 
 The headline value is the mean over buckets of the primary score (PAFL, PIOU, PMAFL); `values` carry the
-secondary mean, per-setting means, the simple/complex mean and minimum over buckets (the paper's headline),
-the success fraction and the wrong-focus failures (Fig. 7), and saturation by number of objects (Fig. 6b).
+secondary mean, both scores per bucket (`pafl_<setting>_b<bucket>`; NaN where undefined), per-setting
+means, the simple/complex mean and minimum over buckets (the paper's headline), the success fraction and
+the wrong-focus failures (Fig. 7), and saturation by number of objects (Fig. 6b).
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ class SmerfMetric(Metric):
         defined = p_means[~np.isnan(p_means)]
         value = float(defined.mean()) if defined.size else float("nan")
         values: dict[str, float] = {p_name: value, s_name: _nanmean([v["mean"] for v in s_table.values()])}
+        for (setting, bucket), summary in p_table.items():  # the paper's per-bucket bars (Fig. 2)
+            values[f"{p_name}_{setting}_b{bucket}"] = summary["mean"]
+            values[f"{s_name}_{setting}_b{bucket}"] = s_table[setting, bucket]["mean"]
         for setting, summary in functional.per_setting(p_table).items():
             values[f"{p_name}_{setting}"] = summary["mean"]
             values[f"{p_name}_{setting}_min"] = summary["min"]

@@ -60,3 +60,10 @@ def register_metrics(register):
         description="SMERF mean attribution focus level per pixel: PMAFL vs SMAFL",
         category="ground_truth",
     )
+
+
+@hookimpl
+def register_commands(cli):
+    from attribench_smerf.commands import smerf_group
+
+    cli.add_command(smerf_group)
