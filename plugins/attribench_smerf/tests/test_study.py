@@ -53,6 +53,12 @@ def test_reproduce_prints_the_table_beside_the_paper(tiny_study, monkeypatch, tm
     assert {r["explainer"] for r in payload["results"]} == {"methods.edge", "methods.random"}
 
 
+def test_reproduce_refuses_a_missing_out_folder_before_running(tiny_study, tmp_path):
+    result = CliRunner().invoke(cli, ["smerf", "reproduce", "--out", str(tmp_path / "nowhere" / "x.json")])
+    assert result.exit_code == 2 and "Folder of --out" in result.output
+    assert not (tmp_path / "home").exists()  # nothing was generated or trained
+
+
 def _values(simple_mean, simple_min, complex_mean, complex_min):
     return {
         "pafl_simple_mean": simple_mean,

@@ -30,10 +30,13 @@ def reproduce(
     """PAFL of SMERF's 17 methods on all seven settings, beside the paper's (trains missing models)."""
     from attribench_core import plugins
     from attribench_core.cli import RichProgress, check_device
+    from attribench_core.errors import UsageProblem
     from attribench_core.runner import RunRequest, run
     from attribench_smerf.reproduction import METHODS, report
 
     check_device(device)
+    if out is not None and not out.parent.is_dir():
+        raise UsageProblem(f"Folder of --out '{out.parent}' does not exist.")
     request = RunRequest(
         "smerf.afl",
         explainers=list(METHODS),
