@@ -2,6 +2,7 @@
 
     python bench/smerf_training.py                          # default preset, all seven settings
     python bench/smerf_training.py --preset paper --epoch   # paper preset: data + one training epoch
+    python bench/smerf_training.py --device cuda            # train on a GPU
 
 Data generation is timed in-process (train + test split, written to the cache). Training is timed as the
 CLI a user runs (`attribench run smerf.afl --setting S --explainer random --num-imgs 1`) after the data is
@@ -32,9 +33,9 @@ def generate(setting: str, preset: str) -> tuple[float, int, int]:
     return time.perf_counter() - started, len(train), len(test)
 
 
-def train_with_cli(setting: str, preset: str) -> dict:
+def train_with_cli(setting: str, preset: str, device: str) -> dict:
     started = time.perf_counter()
-    command = ["attribench", "run", "smerf.afl", "--setting", setting, "--preset", preset]
+    command = ["attribench", "run", "smerf.afl", "--setting", setting, "--preset", preset, "--device", device]
     subprocess.run(
         [*command, "--explainer", "random", "--num-imgs", "1", "--json"],
         check=True,
@@ -51,12 +52,12 @@ def train_with_cli(setting: str, preset: str) -> dict:
     }
 
 
-def one_epoch(setting: str, preset: str) -> float:
+def one_epoch(setting: str, preset: str, device: str) -> float:
     train, test = make_textbox("train", 0, setting, preset), make_textbox("test", 0, setting, preset)
     model = smerf_model(setting, epochs=1, gate=1.01)  # the gate never stops it early: exactly one epoch
     module = model.build(2, train.image_shape)
     started = time.perf_counter()
-    model.fit(module, train, seed=0, validation=test)
+    model.fit(module, train, seed=0, validation=test, device=device)
     return time.perf_counter() - started
 
 
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS))
     parser.add_argument("--epoch", action="store_true", help="time one training epoch instead of training")
     parser.add_argument("--data-only", action="store_true")
+    parser.add_argument("--device", default="cpu", help="where the CLI trains (cpu, cuda)")
     args = parser.parse_args()
     print(
         f"# preset {args.preset}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
@@ -75,9 +77,9 @@ def main() -> None:
         seconds, n_train, n_test = generate(setting, args.preset)
         line = f"{setting:12s} data {seconds:7.1f} s ({n_train} train, {n_test} test)"
         if args.epoch:
-            line += f" | one epoch {one_epoch(setting, args.preset):7.1f} s"
+            line += f" | one epoch {one_epoch(setting, args.preset, args.device):7.1f} s"
         elif not args.data_only:
-            t = train_with_cli(setting, args.preset)
+            t = train_with_cli(setting, args.preset, args.device)
             line += (
                 f" | training {t['train']:7.1f} s ({t['attempts']} attempt(s), worst bucket "
                 f"{t['min_bucket']:.3f}), run {t['wall']:.1f} s"
