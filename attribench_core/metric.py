@@ -15,6 +15,7 @@ from attribench_core.params import Param, resolve_params
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
     from attribench_core.dataset import Batch, Dataset
     from attribench_core.result import Result
@@ -49,6 +50,10 @@ class MetricContext(Protocol):
 
     def load_dataset(self, name: str, split: str = "test") -> Dataset:
         """Dataset `name` of the run (with the metric's dataset options), e.g. to choose images by bucket."""
+
+    def load_model(self, name: str) -> torch.nn.Module:
+        """Model `name` of the run (trained or loaded as for attributions), in eval mode on the device: for
+        metrics that look at the model itself (e.g. BAM's TCAV)."""
 
     def explainer_name(self, label: str) -> str:
         """The qualified name (`methods.ig`) behind a result label (`methods.ig:steps=32`)."""

@@ -173,6 +173,9 @@ class RunContext:
     def load_dataset(self, name: str, split: str = "test") -> Dataset:
         return self.resources.dataset(name, split)
 
+    def load_model(self, name: str) -> torch.nn.Module:
+        return self.resources.model(name).module
+
     def explainer_name(self, label: str) -> str:
         return self.explainers[label].entry.qualified
 

@@ -1,0 +1,240 @@
+"""BAM's metrics as attribench `Metric`s (spec §3): MCS, IDR, IIR, RMCS on stored attributions, and TCAV.
+
+Each compares g, the mean of BAM's normalised map over the object's mask (`functional.py`), between
+(dataset, model) pairs evaluated on the same images, and keeps only the images every model of the
+comparison classifies correctly (the dropped count is reported as skipped). Explainers explain the
+predicted class. Every result carries a bootstrap CI over the images.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from attribench_core.metric import AttributionRequest, Metric, MetricContext
+from attribench_core.params import Param
+from attribench_core.result import Result, Uncertainty, mean_result
+
+from . import functional
+from .build import SYNTH_N, SYNTH_SIZE, SYNTH_VAL
+from .classes import BEDROOM, DOG
+from .models import CAM_LAYER
+from .tcav import tcav_score
+
+MISCLASSIFIED = "misclassified by a model of the comparison"
+
+OPTIONS = (
+    Param("data_root", "", "folder built by `attribench bam build`; empty: the embedded bam-synth", str),
+    Param("size", SYNTH_SIZE, "bam-synth image side in pixels", int),
+    Param("n", SYNTH_N, "bam-synth images per class (train + val)", int),
+    Param("val", SYNTH_VAL, "bam-synth validation images per class", int),
+)
+
+
+class BamMetric(Metric):
+    """Shared by BAM's metrics: the data options, the attribution requests of `comparisons`, and g."""
+
+    higher_is_better = True
+    category = "ground_truth"
+    requires = ("regions",)
+    options = OPTIONS
+    num_imgs = 10  # the original CLI's --num_imgs
+    comparisons: ClassVar[tuple[tuple[str, str], ...]]  # (dataset, model) pairs, on the same images
+
+    def dataset_options(self) -> dict[str, Any]:
+        return {p.name: self.opts[p.name] for p in OPTIONS}
+
+    def requests(self, ctx: MetricContext) -> list[AttributionRequest]:
+        index = tuple(map(int, ctx.index))
+        return [AttributionRequest(d, m, index, self.target) for d, m in self.comparisons]
+
+    def object_attribution(
+        self, ctx: MetricContext, explainer: str, dataset: str, model: str
+    ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        """(g `[N]`, correctly classified `[N]`, per-sample meta) over the evaluated images; g is NaN
+        where the stored attribution is not finite."""
+        g, correct, meta = [], [], []
+        for batch, stored in ctx.attribution_batches(explainer, dataset=dataset, model=model):
+            values = functional.object_attribution(
+                functional.normalised_map(torch.from_numpy(stored.attribution)), batch.regions["object"]
+            ).numpy()
+            values[stored.nonfinite] = np.nan
+            g.append(values)
+            correct.append(stored.prediction == batch.labels.numpy())
+            meta += batch.meta
+        return np.concatenate(g), np.concatenate(correct), meta
+
+    def result(
+        self,
+        ctx: MetricContext,
+        explainer: str,
+        name: str,
+        values: functional.MetricValues,
+        extra: dict[str, float] | None = None,
+        skipped: Counter[str] | None = None,
+    ) -> Result:
+        skipped = Counter(skipped or {})
+        skipped[MISCLASSIFIED] += values.n_dropped - sum(skipped.values())
+        result = mean_result(
+            name, values.per_image, ctx.index[values.index], ctx.rng(f"bootstrap/{explainer}"), +skipped
+        )
+        result.values.update(extra or {})
+        return result
+
+
+def _mean_defined(values: np.ndarray) -> float:
+    """The mean of the finite values (NaN when there is none)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+class MCS(BamMetric):
+    """Model contrast score: g(obj model) − g(scene model) on the same composites; > 0 for a method that
+    follows what each model uses."""
+
+    dataset = "bam.obj"
+    model = "bam.obj"
+    comparisons = (("bam.obj", "bam.obj"), ("bam.scene", "bam.scene"))
+
+    def compute(self, ctx: MetricContext, explainer: str) -> Result:
+        g_obj, correct_obj, _ = self.object_attribution(ctx, explainer, *self.comparisons[0])
+        g_scene, correct_scene, _ = self.object_attribution(ctx, explainer, *self.comparisons[1])
+        keep = correct_obj & correct_scene
+        values = functional.mcs(g_obj, g_scene, keep)
+        extra = {"g_obj": _mean_defined(g_obj[keep]), "g_scene": _mean_defined(g_scene[keep])}
+        return self.result(ctx, explainer, "mcs", values, extra)
+
+
+class IDR(BamMetric):
+    """Input dependence rate: the share of images where the scene model's map gives the object's region
+    more without the object than with it (the object carries no scene information)."""
+
+    dataset = "bam.scene"
+    model = "bam.scene"
+    comparisons = (("bam.scene_only", "bam.scene"), ("bam.scene", "bam.scene"))
+
+    def compute(self, ctx: MetricContext, explainer: str) -> Result:
+        g_without, correct_without, _ = self.object_attribution(ctx, explainer, *self.comparisons[0])
+        g_with, correct_with, _ = self.object_attribution(ctx, explainer, *self.comparisons[1])
+        values = functional.idr(g_without, g_with, correct_without & correct_with)
+        return self.result(ctx, explainer, "idr", values)
+
+
+class IIR(BamMetric):
+    """Input independence rate: the share of bamboo-forest scenes whose object-region g (scene_only model)
+    changes by less than `threshold`·g when a functionally insignificant patch is added there."""
+
+    dataset = "bam.bamboo_forest"
+    model = "bam.scene_only"
+    comparisons = (("bam.bamboo_forest", "bam.scene_only"), ("bam.bamboo_forest_patch", "bam.scene_only"))
+    options = (*OPTIONS, Param("threshold", 0.1, "relative change counted as unchanged (BAM: 0.1)", float))
+
+    def compute(self, ctx: MetricContext, explainer: str) -> Result:
+        g_clean, correct_clean, _ = self.object_attribution(ctx, explainer, *self.comparisons[0])
+        g_patched, correct_patched, meta = self.object_attribution(ctx, explainer, *self.comparisons[1])
+        insignificant = np.array([m["insignificant"] for m in meta], dtype=bool)
+        keep = correct_clean & correct_patched & insignificant
+        skipped = Counter({"patch changed the prediction": int((~insignificant).sum())})
+        values = functional.iir(g_clean, g_patched, keep, self.opts["threshold"])
+        distances = [m["logit_distance"] for m in meta]
+        extra = {"median_patch_logit_distance": float(np.median(distances))}
+        return self.result(ctx, explainer, "iir", values, extra, skipped)
+
+
+SCENE_K_MODELS = tuple(f"bam.scene{k}" for k in range(1, 11))
+
+
+class RMCS(BamMetric):
+    """Relative model contrast on dogs in bedrooms: g(scene_i) − g(scene10) for i = 1..9, where model
+    scene_i saw the dog in i scene classes; positive and decreasing in i for a method that follows how
+    much each model relies on the dog.
+
+    The headline is the per-image mean of the nine differences over the images all ten models classify
+    correctly (with its bootstrap CI); `rmcs_<i>` keep each pair's jointly correct images, as the original.
+    """
+
+    dataset = "bam.dog_bedroom"
+    model = "bam.scene1"
+    comparisons = tuple(("bam.dog_bedroom", m) for m in SCENE_K_MODELS)
+
+    def compute(self, ctx: MetricContext, explainer: str) -> Result:
+        per_model = [self.object_attribution(ctx, explainer, d, m) for d, m in self.comparisons]
+        g = np.stack([p[0] for p in per_model])
+        correct = np.stack([p[1] for p in per_model])
+        pairs = functional.rmcs(g, correct)
+        extra = {f"rmcs_{i}": v.value for i, v in enumerate(pairs, 1)}
+        contrasts = np.array([v.value for v in pairs])
+        extra["decreasing"] = float(functional.is_decreasing(contrasts))
+        extra["positive_share"] = float(np.mean(contrasts > 0))
+        all_correct = correct.all(axis=0)
+        headline = functional.mcs((g[:-1] - g[-1]).mean(axis=0), np.zeros(g.shape[1]), all_correct)
+        return self.result(ctx, explainer, "rmcs", headline, extra)
+
+
+class TCAV(BamMetric):
+    """TCAV (Kim et al. 2018, Captum's `captum.concept`): the dog concept's score for the obj model (dog
+    logit) minus for the scene model (bedroom logit), on dogs in bedrooms; concept: dogs pasted in random
+    scenes; random sets: scene-only images. A property of the two models: it uses no attributions, so
+    every explainer of a run gets the same value (computed once)."""
+
+    dataset = "bam.dog_bedroom"
+    model = "bam.obj"
+    comparisons = ()
+    num_imgs = 100
+    options = (
+        *OPTIONS,
+        Param("layer", CAM_LAYER.replace("conv", "relu"), "layer whose activations define the CAV", str),
+        Param("random_sets", 2, "random counterpart sets (BAM: 2)", int),
+        Param("concept_size", 100, "images per concept and random set (BAM: 100)", int),
+    )
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._computed: Result | None = None
+
+    def compute(self, ctx: MetricContext, explainer: str) -> Result:
+        if self._computed is None:
+            self._computed = self._tcav(ctx)
+        return self._computed
+
+    def _tcav(self, ctx: MetricContext) -> Result:
+        composites = ctx.load_dataset("bam.obj")
+        scene_only = ctx.load_dataset("bam.scene_only")
+        rng = ctx.rng("tcav")
+        size, device = self.opts["concept_size"], ctx.device
+        dogs = np.flatnonzero(composites.objects == DOG)  # type: ignore[attr-defined]
+        concept = composites.batch(rng.choice(dogs, min(size, len(dogs)), replace=False)).images
+        randoms = [
+            scene_only.batch(rng.choice(len(scene_only), size, replace=False)).images
+            for _ in range(self.opts["random_sets"])
+        ]
+        inputs = ctx.dataset.batch(ctx.index).images
+        scores = {}
+        layer = self.opts["layer"]
+        for name, target in (("obj", DOG), ("scene", BEDROOM)):
+            module = ctx.load_model(f"bam.{name}").eval()
+            on_device = [r.to(device) for r in randoms]
+            scores[name] = tcav_score(
+                module, [layer], target, concept.to(device), on_device, inputs.to(device), seed=ctx.seed
+            )[layer]
+        per_set = np.array(scores["obj"]["scores"]) - np.array(scores["scene"]["scores"])
+        value = float(scores["obj"]["mean"] - scores["scene"]["mean"])
+        values = {
+            "tcav": value,
+            "tcav_obj": float(scores["obj"]["mean"]),
+            "tcav_scene": float(scores["scene"]["mean"]),
+            "cav_accuracy_obj": float(np.mean(scores["obj"]["cav_accuracies"])),
+            "cav_accuracy_scene": float(np.mean(scores["scene"]["cav_accuracies"])),
+        }
+        return Result(
+            value=value,
+            values=values,
+            uncertainty=Uncertainty("range_over_random_sets", float(per_set.min()), float(per_set.max())),
+            n=len(inputs),
+        )
+
+    def requests(self, ctx: MetricContext) -> list[AttributionRequest]:
+        return []
