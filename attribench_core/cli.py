@@ -328,10 +328,12 @@ def _print_outcome(outcome: Any) -> None:
         )
     console = _console()
     console.print(table)
-    v = outcome.verification
-    summary = ", ".join(f"{k} {val:.3f}" for k, val in v.items() if isinstance(val, float))
+    models = []
+    for check in outcome.models or [outcome.verification]:
+        summary = ", ".join(f"{k} {val:.3f}" for k, val in check.items() if isinstance(val, float))
+        models.append(f"{check['model']} ({check['source']}{'; ' + summary if summary else ''})")
     console.print(
-        f"model {v['model']} ({v['source']}{'; ' + summary if summary else ''}); "
+        f"model{'s' if len(models) > 1 else ''} {', '.join(models)}; "
         f"{outcome.computed} attributions computed, results saved in {outcome.provenance['store']}"
     )
 

@@ -145,6 +145,13 @@ class Resources:
             )
         return self._models[entry.qualified]
 
+    def model_checks(self) -> list[dict[str, Any]]:
+        """Name, source ("cache", "trained", "file") and check summary of every model loaded so far."""
+        return [
+            {"model": name, "source": m.source, **(m.verification.summary if m.verification else {})}
+            for name, m in self._models.items()
+        ]
+
 
 class RunContext:
     """The `MetricContext` handed to `Metric.compute`."""
@@ -210,8 +217,9 @@ class RunOutcome:
     options: dict[str, Any]
     results: dict[str, Result]
     provenance: dict[str, Any]
-    verification: dict[str, Any]
+    verification: dict[str, Any]  # the default model's: name, source, its check's summary
     computed: int  # attributions computed in this run (0 when everything came from the store)
+    models: list[dict[str, Any]] = field(default_factory=list)  # every model the run used, likewise
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -434,17 +442,15 @@ def run(registry: Registry, request: RunRequest, progress: Progress = no_progres
         "num_imgs": len(ctx.index),
         "device": request.device,
     }
+    checks = ctx.resources.model_checks()
     outcome = RunOutcome(
         metric_entry.qualified,
         ctx.metric.opts,
         results,
         provenance,
-        {
-            "model": ctx.model_name,
-            "source": loaded.source,
-            **(loaded.verification.summary if loaded.verification else {}),
-        },
+        next(c for c in checks if c["model"] == ctx.model_name),
         execution.computed,
+        checks,
     )
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     arrays = {
