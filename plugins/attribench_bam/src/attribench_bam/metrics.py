@@ -182,7 +182,7 @@ class TCAV(BamMetric):
 
     dataset = "bam.dog_bedroom"
     model = "bam.obj"
-    comparisons = ()
+    comparisons = ()  # no attributions: `requests` asks for none
     num_imgs = 100
     options = (
         *OPTIONS,
@@ -206,20 +206,17 @@ class TCAV(BamMetric):
         rng = ctx.rng("tcav")
         size, device = self.opts["concept_size"], ctx.device
         dogs = np.flatnonzero(composites.objects == DOG)  # type: ignore[attr-defined]
-        concept = composites.batch(rng.choice(dogs, min(size, len(dogs)), replace=False)).images
+        concept = composites.batch(rng.choice(dogs, min(size, len(dogs)), replace=False)).images.to(device)
         randoms = [
-            scene_only.batch(rng.choice(len(scene_only), size, replace=False)).images
+            scene_only.batch(rng.choice(len(scene_only), size, replace=False)).images.to(device)
             for _ in range(self.opts["random_sets"])
         ]
-        inputs = ctx.dataset.batch(ctx.index).images
+        inputs = ctx.dataset.batch(ctx.index).images.to(device)
         scores = {}
         layer = self.opts["layer"]
         for name, target in (("obj", DOG), ("scene", BEDROOM)):
             module = ctx.load_model(f"bam.{name}").eval()
-            on_device = [r.to(device) for r in randoms]
-            scores[name] = tcav_score(
-                module, [layer], target, concept.to(device), on_device, inputs.to(device), seed=ctx.seed
-            )[layer]
+            scores[name] = tcav_score(module, [layer], target, concept, randoms, inputs, seed=ctx.seed)[layer]
         per_set = np.array(scores["obj"]["scores"]) - np.array(scores["scene"]["scores"])
         value = float(scores["obj"]["mean"] - scores["scene"]["mean"])
         values = {
@@ -235,6 +232,3 @@ class TCAV(BamMetric):
             uncertainty=Uncertainty("range_over_random_sets", float(per_set.min()), float(per_set.max())),
             n=len(inputs),
         )
-
-    def requests(self, ctx: MetricContext) -> list[AttributionRequest]:
-        return []
