@@ -219,7 +219,11 @@ def _metric_options(args: list[str]) -> dict[str, str]:
 )
 @click.option("--dataset", help="Dataset to use instead of the metric's default.")
 @click.option("--model", help="Model to use instead of the metric's default.")
-@click.option("--weights", type=click.Path(path_type=Path), help="Weights file (state dict) for --model.")
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    help="Weights file for the run's model (--model or the metric's).",
+)
 @click.option("--retrain", is_flag=True, help="Train the models again instead of using cached weights.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option(

@@ -76,7 +76,8 @@ class Metric(ABC):
     - `requires`: what the dataset must provide, e.g. `("regions",)`;
     - `options`: `Param`s settable as `--name value` after the metric on the command line;
     - `target`: explain the model's "prediction" or the dataset "label";
-    - `num_imgs`: how many test images are evaluated by default.
+    - `num_imgs`: how many test images are evaluated by default;
+    - `default_explainers`: the explainers run when the user names none (empty: every installed one).
     """
 
     higher_is_better: ClassVar[bool]
@@ -87,6 +88,7 @@ class Metric(ABC):
     options: ClassVar[tuple[Param, ...]] = ()
     target: ClassVar[str] = "prediction"
     num_imgs: ClassVar[int] = 100
+    default_explainers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **options: Any) -> None:
         self.opts = resolve_params(self.options, options, owner=type(self).__name__)
@@ -103,3 +105,8 @@ class Metric(ABC):
     @abstractmethod
     def compute(self, ctx: MetricContext, explainer: str) -> Result:
         """Score the attributions of `explainer` (its store label, as given to `attribution_batches`)."""
+
+    def extra_results(self, ctx: MetricContext) -> dict[str, Result]:
+        """Results that belong to no explainer (e.g. a validation on synthetic data with known attributions),
+        reported beside the explainers' rows under these labels; none by default."""
+        return {}

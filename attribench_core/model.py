@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
 
     from attribench_core.dataset import Dataset
@@ -56,7 +58,8 @@ class Verification:
 class Model(ABC):
     """A registered model: subclasses set `dataset` (qualified name), `recipe` and implement `build`.
 
-    `recipe = None` means the weights cannot be trained here and must come from a file (`--weights`).
+    `recipe = None` means the weights cannot be trained here and must come from a file (`--weights`),
+    which `from_file` reads (a state dict unless the model overrides it).
     """
 
     dataset: ClassVar[str]
@@ -67,6 +70,18 @@ class Model(ABC):
     @abstractmethod
     def build(self, num_classes: int, image_shape: tuple[int, int, int]) -> torch.nn.Module:
         """A freshly initialised network for this dataset's shape."""
+
+    def from_file(self, path: Path, num_classes: int, image_shape: tuple[int, int, int]) -> torch.nn.Module:
+        """The network with the user's weights in `path` (`--weights`): by default `build` loading a state
+        dict, bare or under a "model" key. Override it for another format; a `ModelError` it raises is
+        shown as is, any other exception as weights that do not fit the model.
+        """
+        import torch
+
+        module = self.build(num_classes, image_shape)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        module.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+        return module
 
     def fit(self, module: torch.nn.Module, train_set: Dataset, **context: Any) -> None:
         """Train `module` in place; by default supervised cross-entropy with `recipe` (see training.py)."""

@@ -103,6 +103,7 @@ class Resources:
         self._models: dict[str, LoadedModel] = {}
         self.default_options = default_options  # the metric's dataset options, for every dataset it uses
         self.dataset_options: dict[str, dict[str, Any]] = {}
+        self.weights_model: str | None = None  # the run's model (qualified), which --weights replaces
 
     def dataset_key(self, name: str, split: str = "test") -> str:
         """`name@hash` of what determines the data: options, seed, split and its plugin's version."""
@@ -139,7 +140,7 @@ class Resources:
                 data_key={"dataset": data, "options": self.dataset_options[data]},
                 seed=self.request.seed,
                 device=self.request.device,
-                weights_file=self.request.weights if entry.qualified == self.request.model else None,
+                weights_file=self.request.weights if entry.qualified == self.weights_model else None,
                 retrain=self.request.retrain,
                 progress=self.progress,
             )
@@ -250,7 +251,7 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
         raise UsageProblem(
             f"Metric {metric_entry.qualified} declares target '{metric.target}'; use one of {TARGETS}."
         )
-    labels = request.explainers or ["all"]
+    labels = request.explainers or list(metric.default_explainers) or ["all"]
     if "all" in labels:
         configs = [
             ExplainerConfig(e, {}) for e in registry.entries("explainer") if e.meta.get("available", True)
@@ -264,6 +265,7 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
     # instance attributes: a metric may choose its dataset and model from its options
     dataset = registry.resolve("dataset", request.dataset or metric.dataset).qualified
     model = registry.resolve("model", request.model or metric.model).qualified
+    resources.weights_model = model
     resources.model(model)
     data = resources.dataset(dataset)
     if "regions" in metric.requires and not data.batch([0]).regions:
@@ -431,6 +433,10 @@ def run(registry: Registry, request: RunRequest, progress: Progress = no_progres
         else:
             results[label] = ctx.metric.compute(ctx, label)
         advance(1)
+    for label, result in ctx.metric.extra_results(ctx).items():
+        if label in results:
+            raise AttribenchError(f"Metric {metric_entry.qualified} reports an extra result '{label}' twice.")
+        results[label] = result
     loaded = ctx.resources.model(ctx.model_name)
     provenance = {
         "seed": request.seed,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import time
@@ -42,10 +43,16 @@ class LoadedModel:
 
 
 def weights_hash(module: torch.nn.Module) -> str:
+    """SHA-256 of the parameters and buffers; for a TorchScript module, of its whole serialised form too,
+    since its code and plain attributes (normalisation constants, say) change its outputs as well."""
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    if isinstance(module, torch.jit.ScriptModule):
+        serialised = io.BytesIO()
+        torch.jit.save(module, serialised)
+        digest.update(serialised.getvalue())
     return digest.hexdigest()
 
 
@@ -63,26 +70,29 @@ def obtain_model(
 ) -> LoadedModel:
     """Build `model` and give it weights; `datasets(split)` returns its train/test data."""
     test_set = datasets("test")
-    module = model.build(test_set.num_classes, test_set.image_shape)
+    shape = test_set.num_classes, test_set.image_shape
     if weights_file is not None:
-        loaded = _from_file(module, weights_file, name)
+        loaded = _from_file(model, weights_file, name, *shape)
     elif model.recipe is None:
         raise ModelError(f"Model {name} has no training recipe here; pass its weights with --weights FILE.")
     else:
         loaded = _from_cache_or_training(
-            model, module, name, datasets, data_key, seed, device, retrain, progress
+            model, model.build(*shape), name, datasets, data_key, seed, device, retrain, progress
         )
     info = ModelInfo(name, test_set.value_range, test_set.num_classes, model.cam_layer, loaded.weights_hash)
     attach_info(loaded.module.to(device).eval(), info)
     return loaded
 
 
-def _from_file(module: torch.nn.Module, path: Path, name: str) -> LoadedModel:
+def _from_file(
+    model: Model, path: Path, name: str, num_classes: int, image_shape: tuple[int, int, int]
+) -> LoadedModel:
     if not path.is_file():
         raise ModelError(f"Weights file '{path}' does not exist.")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        module.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+        module = model.from_file(path, num_classes, image_shape)
+    except ModelError:
+        raise
     except Exception as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelError(f"Weights in '{path}' do not fit model {name}: {first}") from None

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from attribench_core.builtin.toy import ToyCNN, make_toy
 from attribench_core.cache import cached_arrays, home
 from attribench_core.cli import cli
+from attribench_core.errors import ModelError
 from attribench_core.model import Recipe
 from attribench_core.training import fit_classifier
 from attribench_core.weights import obtain_model, weights_hash
@@ -67,6 +68,57 @@ def test_user_weights_file_is_used_and_bad_files_are_one_line_errors(tmp_path):
         )
         assert result.exit_code == 1
         assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+class _Scripted(ToyCNN):
+    """ToyCNN read from a TorchScript file instead of a state dict."""
+
+    def from_file(self, path, num_classes, image_shape):
+        if path.suffix != ".ts":
+            raise ModelError(f"'{path}' is not a .ts file.")
+        return torch.jit.load(str(path), map_location="cpu")
+
+
+class _Scaled(torch.nn.Module):
+    def __init__(self, scale: float):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 2)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) * self.scale
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
+def test_a_model_may_read_its_own_file_format_and_its_errors_are_shown_as_is(tmp_path):
+    def obtain(path):
+        return obtain_model(
+            _Scripted(),
+            "t.scripted",
+            lambda split: make_toy(split, seed=0),
+            data_key={},
+            seed=0,
+            weights_file=path,
+        )
+
+    scripted = torch.jit.script(ToyCNN().build(4, (3, 32, 32)))
+    scripted.save(str(tmp_path / "mine.ts"))
+    loaded = obtain(tmp_path / "mine.ts")
+    images = make_toy("test", seed=0, size=8).batch(range(8)).images
+    assert loaded.source == "file" and torch.equal(loaded.module(images), scripted(images))
+    assert loaded.module.attribench_info.weights_hash == loaded.weights_hash
+    torch.save(scripted.state_dict(), tmp_path / "mine.pt")
+    with pytest.raises(ModelError, match=r"^'.*mine\.pt' is not a \.ts file\.$"):
+        obtain(tmp_path / "mine.pt")
+    # a TorchScript module's hash covers its plain attributes too, and is the same for every load of a file
+    torch.manual_seed(0)
+    one, two = _Scaled(1.0), _Scaled(1.0)
+    two.load_state_dict(one.state_dict())
+    two.scale = 2.0
+    assert weights_hash(one) == weights_hash(two)
+    assert weights_hash(torch.jit.script(one)) != weights_hash(torch.jit.script(two))
+    again = torch.jit.load(str(tmp_path / "mine.ts"))
+    assert weights_hash(again) == loaded.weights_hash
 
 
 def test_corrupt_cache_entries_are_rebuilt():
