@@ -1,0 +1,322 @@
+"""SoCo's metrics as attribench `Metric`s: soundness and completeness (Li, Zhang et al. 2024) and the
+order-based comparators ROAD (MoRF and LeRF), Deletion and Insertion, on any (dataset, model) pair.
+
+Each reads the stored attributions, reduces them to SoCo's non-negative 2-D maps (`maps.saliency`), sweeps
+the removal steps batch by batch on the device (`sweeps.sweep`), and turns the per-image outcomes into
+the dataset-level curves the paper plots (`functional`). The headline value of each is attribench's
+summary of its curve (the mean over the sweep), not a figure of the paper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from attribench_core.metric import Metric, MetricContext
+from attribench_core.params import Param
+from attribench_core.result import Curve, Result, mean_result
+from attribench_core.seeding import derive_seed
+
+from . import folder, functional
+from .maps import saliency
+from .sweeps import Outcomes, sweep
+
+# the default (dataset, model) pair of each --on value
+PAIRS = {
+    "smerf": ("smerf.simple_fr", "smerf.simple_fr"),
+    "bam": ("bam.obj", "bam.obj"),
+    "images": ("soco.images", "soco.torchscript"),
+}
+OPTIONS = (
+    Param(
+        "on",
+        "smerf",
+        "default pair: smerf (Simple-FR CNN), bam (object model), images (--images)",
+        str,
+        tuple(PAIRS),
+    ),
+    Param("preset", "default", "SMERF image counts with --on smerf: default, paper or tiny", str),
+    Param("images", "", "your image folder (class subfolders); use with --weights MODEL.pt", str),
+    Param("size", 224, "image side with --images (shorter side resized, centre crop)", int),
+    Param("noise", 0.01, "std of the imputation noise, in the model's input units", float),
+)
+ZERO_MAP = "all-zero attribution map"
+NONFINITE = "non-finite attribution"
+
+Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # maps [B,H,W] → modified maps
+
+
+@dataclass
+class Evaluated:
+    """A sweep over the evaluated images: outcomes per step and image, plus what the metric kept aside."""
+
+    outcomes: Outcomes
+    index: np.ndarray
+    extra: list[Any]
+    skipped: dict[str, int]
+
+
+class SocoMetric(Metric):
+    """Shared by SoCo's metrics: the pair, reading and reducing the maps, and the batched sweep."""
+
+    category = "faithfulness"
+    options = OPTIONS
+    num_imgs = 100
+    dataset = PAIRS["smerf"][0]
+    model = PAIRS["smerf"][1]
+    fill: ClassVar[str] = "impute"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        on = "images" if self.opts["images"] else self.opts["on"]
+        self.dataset, self.model = PAIRS[on]
+
+    def dataset_options(self) -> dict[str, Any]:
+        if self.dataset == "soco.images":
+            return folder.dataset_options(self.opts["images"], self.opts["size"])
+        if self.dataset.startswith("smerf.") and self.opts["preset"] != "default":
+            return {"preset": self.opts["preset"]}
+        return {}
+
+    def generator(self, ctx: MetricContext, purpose: str, first: int) -> torch.Generator:
+        """A CPU generator for one batch, from the seed, the purpose and the batch's first image."""
+        return torch.Generator().manual_seed(derive_seed(ctx.seed, "soco", purpose, first))
+
+    def batches(
+        self, ctx: MetricContext, explainer: str, transform: Transform | None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, torch.Generator]]:
+        """(images, labels, maps `[B,H,W]`, dataset indices, generator) per batch, on the device; images
+        with non-finite attributions are left out (counted by `evaluate`)."""
+        for batch, stored in ctx.attribution_batches(explainer):
+            keep = ~np.asarray(stored.nonfinite, dtype=bool)
+            generator = self.generator(ctx, type(self).__name__, int(stored.index[0]))
+            maps = saliency(torch.from_numpy(stored.attribution[keep])).to(ctx.device)
+            if transform is not None:
+                maps = transform(maps, generator)
+            images = batch.images[torch.from_numpy(keep)].to(ctx.device)
+            labels = batch.labels[torch.from_numpy(keep)].to(ctx.device)
+            yield images, labels, maps, stored.index[keep], generator
+
+    def evaluate(self, ctx: MetricContext, explainer: str, transform: Transform | None = None) -> Evaluated:
+        """Run `steps` on every batch of the evaluated images."""
+        model = ctx.load_model(ctx.model_name)
+        parts, index, extra = [], [], []
+        for images, labels, maps, batch_index, generator in self.batches(ctx, explainer, transform):
+            if not len(batch_index):
+                continue
+            order = functional.ascending_order(maps, generator)
+            removals, aside = self.steps(maps, functional.ranks(order), order)
+            shape = maps.shape
+            parts.append(
+                sweep(
+                    model,
+                    images,
+                    labels,
+                    (r.view(shape) for r in removals),
+                    fill=self.fill,
+                    noise=self.opts["noise"],
+                    generator=generator,
+                )
+            )
+            index.append(batch_index)
+            extra.append(aside)
+        dropped = len(ctx.index) - sum(len(i) for i in index)
+        return Evaluated(
+            Outcomes.concatenate(parts) if parts else Outcomes(np.zeros((0, 0), bool), np.zeros((0, 0))),
+            np.concatenate(index) if index else np.zeros(0, np.int64),
+            extra,
+            {NONFINITE: dropped} if dropped else {},
+        )
+
+    def steps(
+        self, maps: torch.Tensor, rank: torch.Tensor, order: torch.Tensor
+    ) -> tuple[list[torch.Tensor], Any]:
+        """The removal masks `[B, P]` of the sweep, and anything the metric keeps for later."""
+        raise NotImplementedError
+
+    def compute(self, ctx: MetricContext, explainer: str) -> Result:
+        return self.score(ctx, explainer, self.evaluate(ctx, explainer))
+
+    def score(self, ctx: MetricContext, explainer: str, evaluated: Evaluated) -> Result:
+        raise NotImplementedError
+
+    def curve_points(self, result: Result) -> np.ndarray:
+        """The curve the paper plots for this metric, as points `[K, 2]` (for Table 1's distances)."""
+        curve = result.curves[self.plotted]
+        return np.column_stack([curve.x, curve.y])
+
+    plotted: ClassVar[str]
+
+
+class AreaSweep(SocoMetric):
+    """ROAD-style sweeps over the area ratios 0.1 … 0.9: the mean accuracy over the sweep is the value."""
+
+    order: ClassVar[str]
+    x_name: ClassVar[str] = "fraction of pixels removed"
+    summary: ClassVar[str]
+
+    def ratios(self) -> tuple[float, ...]:
+        return functional.AREA_RATIOS
+
+    def steps(self, maps, rank, order):
+        return [functional.removed_by_area(rank, r, self.order) for r in self.ratios()], None
+
+    def score(self, ctx, explainer, evaluated):
+        correct = evaluated.outcomes.correct.astype(np.float64)
+        result = mean_result(
+            self.summary,
+            correct.mean(axis=0),
+            evaluated.index,
+            ctx.rng(f"bootstrap/{explainer}"),
+            evaluated.skipped,
+        )
+        result.curves[self.plotted] = Curve(self.x_name, list(self.x_values()), correct.mean(axis=1).tolist())
+        return result
+
+    def x_values(self) -> tuple[float, ...]:
+        return self.ratios()
+
+
+class Deletion(AreaSweep):
+    """Deletion (MoRF by area, removed pixels set to 0): a faithful map makes accuracy fall fast."""
+
+    higher_is_better = False
+    order, fill, plotted, summary = "morf", "zero", "deletion", "deletion_mean_accuracy"
+
+
+class Insertion(AreaSweep):
+    """Insertion: only the top-attributed fraction is kept (the rest set to 0); accuracy should rise fast."""
+
+    higher_is_better = True
+    order, fill, plotted, summary = "lerf", "zero", "insertion", "insertion_mean_accuracy"
+    x_name = "fraction of pixels inserted"
+
+    def x_values(self) -> tuple[float, ...]:
+        return tuple(round(1 - r, 5) for r in self.ratios())
+
+    def ratios(self) -> tuple[float, ...]:
+        return tuple(round(1 - r, 5) for r in functional.AREA_RATIOS)
+
+
+class RoadMorf(AreaSweep):
+    """ROAD MoRF alone (noisy linear imputation); used by the Table 1 experiment."""
+
+    higher_is_better = False
+    order, plotted, summary = "morf", "morf", "road_morf_mean_accuracy"
+
+
+class RoadLerf(AreaSweep):
+    higher_is_better = True
+    order, plotted, summary = "lerf", "lerf", "road_lerf_mean_accuracy"
+
+
+class Road(SocoMetric):
+    """ROAD (Rong et al. 2022): MoRF and LeRF by area with noisy linear imputation. Value: mean LeRF accuracy
+    minus mean MoRF accuracy over the sweep (attribench's summary; higher is better)."""
+
+    higher_is_better = True
+    plotted = "morf"
+
+    def compute(self, ctx, explainer):
+        morf = RoadMorf(**self.opts).compute(ctx, explainer)
+        lerf = RoadLerf(**self.opts).compute(ctx, explainer)
+        per_image = lerf.per_sample[RoadLerf.summary] - morf.per_sample[RoadMorf.summary]
+        result = mean_result("road_lerf_minus_morf", per_image, morf.index, ctx.rng(f"bootstrap/{explainer}"))
+        result.skipped = morf.skipped
+        result.values.update({**morf.values, **lerf.values})
+        result.curves.update({**morf.curves, **lerf.curves})
+        return result
+
+
+class Completeness(SocoMetric):
+    """Completeness (Algorithm 4): remove (impute) the pixels whose normalised attribution exceeds each
+    threshold 0.9 … 0.1 and record the accuracy drop. Value: the mean drop over the thresholds."""
+
+    higher_is_better = True
+    plotted = "completeness"
+
+    def steps(self, maps, rank, order):
+        thresholds = functional.COMPLETENESS_THRESHOLDS
+        removals = [torch.zeros_like(rank, dtype=torch.bool)] + [
+            functional.removed_by_value(maps, t) for t in thresholds
+        ]
+        return removals, torch.stack([r.float().mean(dim=1) for r in removals[1:]]).cpu().numpy()
+
+    def score(self, ctx, explainer, evaluated):
+        correct = evaluated.outcomes.correct.astype(np.float64)
+        drop = correct[:1] - correct[1:]  # [T, N]: original minus imputed
+        result = mean_result(
+            "completeness",
+            drop.mean(axis=0),
+            evaluated.index,
+            ctx.rng(f"bootstrap/{explainer}"),
+            evaluated.skipped,
+        )
+        thresholds = list(functional.COMPLETENESS_THRESHOLDS)
+        result.curves["completeness"] = Curve("attribution threshold", thresholds, drop.mean(axis=1).tolist())
+        removed = (
+            np.concatenate(evaluated.extra, axis=1) if evaluated.extra else np.zeros((len(thresholds), 0))
+        )
+        result.curves["removed"] = Curve("attribution threshold", thresholds, removed.mean(axis=1).tolist())
+        result.values["accuracy"] = float(correct[0].mean()) if correct.size else float("nan")
+        return result
+
+
+class Soundness(SocoMetric):
+    """Soundness (Algorithm 3): add the top-attributed pixels back 1 % at a time (LeRF, removal ratio 0.98 →
+    0.03); attribution added at a step where accuracy rose by less than 0.01 counts as false; per image,
+    soundness = (kept − false attribution) / kept. Value: the mean over the sweep and the images."""
+
+    higher_is_better = True
+    plotted = "soundness_vs_accuracy"
+    options = (
+        *OPTIONS,
+        Param(
+            "indicator",
+            "accuracy",
+            "accuracy (one decision per step) or score (per image, label logit)",
+            str,
+            ("accuracy", "score"),
+        ),
+    )
+
+    def steps(self, maps, rank, order):
+        ratios = functional.SOUNDNESS_RATIOS
+        accounting = functional.soundness_accounting(maps, order, ratios)
+        return [functional.removed_by_area(rank, r, "lerf") for r in ratios], accounting
+
+    def score(self, ctx, explainer, evaluated):
+        outcomes = evaluated.outcomes
+        accounting = functional.SoundnessAccounting(
+            np.concatenate([a.kept for a in evaluated.extra], axis=1),
+            np.concatenate([a.added for a in evaluated.extra], axis=1),
+        )
+        accuracy = outcomes.correct.mean(axis=1)
+        if self.opts["indicator"] == "accuracy":
+            flagged = functional.false_steps(accuracy)
+        else:
+            flagged = functional.false_steps(outcomes.score, start=None)
+        ratios = functional.soundness_ratios(accounting, flagged)  # [T, N]
+        with np.errstate(all="ignore"):
+            per_image = np.nanmean(np.where(np.isfinite(ratios), ratios, np.nan), axis=0)
+        skipped = dict(evaluated.skipped)
+        zero = ~np.isfinite(per_image)
+        if zero.any():
+            skipped[ZERO_MAP] = int(zero.sum())
+        result = mean_result(
+            "soundness", per_image[~zero], evaluated.index[~zero], ctx.rng(f"bootstrap/{explainer}"), skipped
+        )
+        kept = [round(1 - r, 5) for r in functional.SOUNDNESS_RATIOS]
+        with np.errstate(all="ignore"):
+            curve = np.nanmean(ratios[:, ~zero], axis=1) if (~zero).any() else np.full(len(kept), np.nan)
+        result.curves["soundness"] = Curve("fraction of pixels kept", kept, curve.tolist())
+        result.curves["accuracy"] = Curve("fraction of pixels kept", kept, accuracy.tolist())
+        result.curves["soundness_vs_accuracy"] = Curve("accuracy", accuracy.tolist(), curve.tolist())
+        result.values["false_steps"] = float(
+            np.asarray(flagged).any(axis=-1).sum() if flagged.ndim == 2 else flagged.sum()
+        )
+        return result

@@ -1,0 +1,92 @@
+"""SoCo's maths by hand: orders with random ties, area and value masks, the soundness accounting and
+judgement, the curve summary and the Hausdorff distances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from attribench_soco import functional
+
+
+def test_the_sweeps_have_the_original_lengths():
+    assert len(functional.SOUNDNESS_RATIOS) == 96
+    assert functional.SOUNDNESS_RATIOS[0] == 0.98 and functional.SOUNDNESS_RATIOS[-1] == 0.03
+    assert functional.COMPLETENESS_THRESHOLDS == (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+    assert functional.AREA_RATIOS == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def test_removed_count_survives_floating_point():
+    assert functional.removed_count(100, 0.58) == 58  # int(100 * 0.58) is 57
+    assert functional.removed_count(4096, 0.5) == 2048
+
+
+def test_ascending_order_sorts_and_breaks_ties_at_random():
+    maps = torch.tensor([[0.5, 0.0, 0.5, 0.2, 0.5, 0.0]])
+    orders = {
+        tuple(functional.ascending_order(maps, torch.Generator().manual_seed(s))[0].tolist())
+        for s in range(20)
+    }
+    for order in orders:
+        assert maps[0, list(order)].tolist() == sorted(maps[0].tolist())
+    assert len(orders) > 1  # the tied 0s and 0.5s come in different orders
+    order = functional.ascending_order(maps, torch.Generator().manual_seed(0))
+    assert torch.equal(functional.ranks(order)[0, order[0]], torch.arange(6))
+
+
+def test_area_masks_remove_the_least_or_the_most_attributed():
+    maps = torch.tensor([[0.1, 0.9, 0.3, 0.7, 0.5, 0.2, 0.8, 0.4, 0.6, 1.0]])
+    rank = functional.ranks(functional.ascending_order(maps))
+    assert functional.removed_by_area(rank, 0.3, "lerf")[0].nonzero().flatten().tolist() == [0, 2, 5]
+    assert functional.removed_by_area(rank, 0.2, "morf")[0].nonzero().flatten().tolist() == [1, 9]
+    with pytest.raises(ValueError, match="Unknown order 'up'"):
+        functional.removed_by_area(rank, 0.2, "up")
+
+
+def test_value_masks_remove_what_is_strictly_above_the_threshold_times_the_maximum():
+    maps = torch.tensor([[0.0, 0.25, 0.5, 1.0], [0.0, 0.1, 0.2, 0.4]])
+    removed = functional.removed_by_value(maps, 0.5)
+    assert removed.tolist() == [[False, False, False, True], [False, False, False, True]]
+
+
+def test_soundness_accounting_and_judgement_by_hand():
+    # ten features; ascending order is the index order; ratios remove 8, 7, 6, 5 of them
+    maps = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.2, 0.3, 0.4, 1.0]])
+    order = torch.arange(10)[None]
+    accounting = functional.soundness_accounting(maps, order, (0.8, 0.7, 0.6, 0.5))
+    np.testing.assert_allclose(accounting.kept[:, 0], [1.4, 1.7, 1.9, 2.0])
+    np.testing.assert_allclose(accounting.added[:, 0], [1.4, 0.3, 0.2, 0.1])
+    # accuracy 0.5 (first step, never judged), 0.8 (rose), 0.805 (rose < 0.01: false), 0.6 (fell: false)
+    flagged = functional.false_steps(np.array([0.5, 0.8, 0.805, 0.6]))
+    assert flagged.tolist() == [False, False, True, True]
+    ratios = functional.soundness_ratios(accounting, flagged)[:, 0]
+    np.testing.assert_allclose(ratios, [1.0, 1.0, (1.9 - 0.2) / 1.9, (2.0 - 0.3) / 2.0])
+
+
+def test_steps_at_chance_level_are_not_judged_and_scores_are_judged_per_sample():
+    assert functional.false_steps(np.array([0.02, 0.03, 0.5, 0.5])).tolist() == [False, False, False, True]
+    scores = np.array([[1.0, 1.0], [2.0, 1.0], [2.0, 3.0]])  # [T, N]
+    assert functional.false_steps(scores, start=None).tolist() == [
+        [False, False],
+        [False, True],
+        [True, False],
+    ]
+
+
+def test_soundness_is_nan_while_nothing_attributed_is_kept():
+    accounting = functional.SoundnessAccounting(np.array([[0.0], [1.0]]), np.array([[0.0], [1.0]]))
+    ratios = functional.soundness_ratios(accounting, np.array([False, True]))
+    assert np.isnan(ratios[0, 0]) and ratios[1, 0] == 0.0
+
+
+def test_curve_mean_is_the_normalised_area():
+    assert functional.curve_mean(np.array([0.0, 0.5, 1.0])) == 0.5
+
+
+def test_hausdorff_distances_by_hand():
+    a = np.array([[0.0, 0.0], [1.0, 0.0]])
+    b = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
+    assert functional.hausdorff(a, b) == pytest.approx(np.sqrt(2))  # (2,1) is √2 from (1,0)
+    assert functional.hausdorff(b, a) == functional.hausdorff(a, b)
+    c = a + np.array([0.0, 0.1])
+    assert functional.minimal_hausdorff([a, b, c]) == pytest.approx(0.1)
