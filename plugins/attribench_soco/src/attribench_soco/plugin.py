@@ -1,2 +1,56 @@
-"""Entry point of the `soco` plugin. It registers nothing yet: its datasets, models and metrics are
-being built (see the project's issues); the package already installs and loads like any plugin."""
+"""Entry point of the `soco` plugin: registration only (lazy targets; nothing heavy is imported)."""
+
+from attribench_core import hookimpl
+
+PKG = "attribench_soco"
+
+
+@hookimpl
+def register_datasets(register):
+    register(
+        "images",
+        f"{PKG}.folder:make_images",
+        description="Your image folder (class subfolders, --images DIR), for metrics without ground truth",
+    )
+
+
+@hookimpl
+def register_models(register):
+    register(
+        "torchscript",
+        f"{PKG}.folder:TorchScriptModel",
+        description="Your TorchScript classifier (--weights FILE), taking images in [0,1]",
+    )
+
+
+@hookimpl
+def register_explainers(register):
+    register(
+        "modified",
+        f"{PKG}.explainers:Modified",
+        description="Another explainer's map after SoCo's Remove or Introduce modification",
+        computed_by=PKG,
+        channel_less=True,
+    )
+
+
+@hookimpl
+def register_metrics(register):
+    metrics = {
+        "soundness": (
+            "Soundness",
+            "Share of attribution on features that raise accuracy (Li, Zhang et al. 2024)",
+        ),
+        "completeness": ("Completeness", "Accuracy drop when the pixels above each attribution threshold go"),
+        "road": ("Road", "ROAD (Rong et al. 2022): MoRF and LeRF by area with noisy linear imputation"),
+        "deletion": ("Deletion", "Accuracy as the most attributed pixels are set to 0"),
+        "insertion": ("Insertion", "Accuracy as only the most attributed pixels are kept"),
+    }
+    for name, (target, description) in metrics.items():
+        register(name, f"{PKG}.metrics:{target}", description=description, category="faithfulness")
+    register(
+        "validate",
+        f"{PKG}.validation:Validate",
+        description="SoCo's validation: Table 1's Hausdorff distances and the synthetic linear test",
+        category="validation",
+    )

@@ -1,0 +1,45 @@
+"""SoCo's metrics end to end through the runner, on the core's toy pair (trains in about a second): curves
+of the spec's lengths, soundness in [0,1], and `soco.validate`'s extra linear rows."""
+
+from __future__ import annotations
+
+import attribench_methods.plugin
+import attribench_soco.plugin
+import numpy as np
+import pytest
+
+from attribench_core.runner import RunRequest, run
+from attribench_core.testing import plugin_registry
+
+LENGTHS = {
+    "soco.soundness": {"soundness": 96, "accuracy": 96, "soundness_vs_accuracy": 96},
+    "soco.completeness": {"completeness": 9, "removed": 9},
+    "soco.road": {"morf": 9, "lerf": 9},
+    "soco.deletion": {"deletion": 9},
+    "soco.insertion": {"insertion": 9},
+}
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return plugin_registry({"methods": attribench_methods.plugin, "soco": attribench_soco.plugin})
+
+
+@pytest.mark.parametrize("metric", list(LENGTHS))
+def test_every_metric_runs_on_any_pair_with_curves_of_the_spec_length(registry, metric, tmp_path):
+    request = RunRequest(
+        metric,
+        explainers=["gradient", "random"],
+        num_imgs=6,
+        dataset="core.toy",
+        model="core.toy_cnn",
+        store=tmp_path / "s.h5",
+    )
+    outcome = run(registry, request).to_json()
+    for row in outcome["results"]:
+        curves = {k: len(v["y"]) for k, v in row["values"].items() if isinstance(v, dict)}
+        assert curves == LENGTHS[metric]
+        assert row["n"] == 6 and np.isfinite(row["value"])
+        if metric == "soco.soundness":
+            assert 0 <= row["value"] <= 1
+            assert all(0 <= y <= 1 for y in row["values"]["soundness"]["y"] if y is not None)
