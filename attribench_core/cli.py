@@ -195,7 +195,8 @@ def _metric_options(args: list[str]) -> dict[str, str]:
     "explainers",
     multiple=True,
     help="Explainer name, optionally with parameters: ig:steps=32,internal_batch_size=16. "
-    "Repeat for several; 'all' (default) runs every available explainer.",
+    "Repeat for several; 'all' runs every available explainer. Default: the metric's default explainers "
+    "if it names any, else all.",
 )
 @click.option("--num-imgs", type=int, help="Number of test images to evaluate (default: the metric's).")
 @click.option(
@@ -246,7 +247,7 @@ def run_command(
         raise UsageProblem(f"Folder of --out '{out.parent}' does not exist.")
     request = RunRequest(
         metric=metric,
-        explainers=list(explainers) or ["all"],
+        explainers=list(explainers),
         options=_metric_options(ctx.args),
         keep_going=not ctx.find_root().params.get("debug", False),
         **kwargs,

@@ -43,6 +43,10 @@ class Result:
         return sum(self.skipped.values())
 
     def to_json(self, explainer: str) -> dict[str, Any]:
+        """The `results[]` item: curves sit in `values` beside the scalars, so their names must differ."""
+        clash = sorted(set(self.values) & set(self.curves))
+        if clash:
+            raise ValueError(f"Result of {explainer} has a value and a curve both named {', '.join(clash)}.")
         values: dict[str, Any] = {k: _finite_or_none(v) for k, v in self.values.items()}
         for name, curve in self.curves.items():
             values[name] = {

@@ -36,7 +36,7 @@ class RunRequest:
     """Everything `attribench run` was asked; strings as typed, resolved by `prepare`."""
 
     metric: str
-    explainers: list[str] = field(default_factory=lambda: ["all"])
+    explainers: list[str] = field(default_factory=list)  # empty: the metric's defaults, else all
     num_imgs: int | None = None
     seed: int = 0
     device: str = "cpu"
