@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from attribench_soco import functional, validation
 from attribench_soco.metrics import Completeness, Deletion, Insertion, Road, Soundness
+from attribench_soco.modify import SCHEMES
 
 from attribench_core.dataset import Batch
 from attribench_core.store import Stored
@@ -116,3 +118,37 @@ def test_the_same_seed_gives_the_same_numbers_with_noise():
         Soundness().compute(ctx, "e").curves["soundness"].y
         == Soundness().compute(ctx, "e").curves["soundness"].y
     )
+
+
+def _validate(maps: np.ndarray):
+    """Validate on one batch of the hand-built pair (its sweeps run 7 times per metric)."""
+    ctx = HandContext(maps)
+    ctx.batch_size = len(maps)
+    return validation.Validate(noise=0.0).compute(ctx, "e")
+
+
+def test_validate_reports_the_minimal_distances_between_the_curves_it_returns():
+    result = _validate(_maps(1.0, 0.5, n=2))
+    for name in validation.COMPARED:
+        per_scheme = [
+            functional.minimal_hausdorff(
+                [
+                    np.column_stack([c.x, np.array(c.y, dtype=float)])
+                    for c in (result.curves[f"{name}_{version}"] for version in versions)
+                ]
+            )
+            for versions in [("original", f"remove_{s}", f"introduce_{s}") for s in SCHEMES]
+        ]
+        assert result.values[f"hausdorff_{name}"] == pytest.approx(np.mean(per_scheme))
+        assert result.values[f"hausdorff_{name}_std"] == pytest.approx(np.std(per_scheme))
+    distance = {name: result.values[f"hausdorff_{name}"] for name in validation.COMPARED}
+    separated, overlapping = ("completeness", "soundness"), ("road", "deletion")
+    expected = min(distance[k] for k in separated) - max(distance[k] for k in overlapping)
+    assert result.value == pytest.approx(expected) and result.n == 2
+
+
+def test_validate_finds_no_distance_when_the_modification_changes_nothing(monkeypatch):
+    monkeypatch.setattr(validation, "_modified", lambda mode, scheme, maps, generator: maps)
+    result = _validate(_maps(1.0, 0.5, n=2))
+    assert all(result.values[f"hausdorff_{name}"] == 0.0 for name in validation.COMPARED)
+    assert result.value == 0.0

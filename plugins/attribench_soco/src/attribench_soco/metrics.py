@@ -249,7 +249,7 @@ class Completeness(SocoMetric):
         correct = evaluated.outcomes.correct.astype(np.float64)
         drop = correct[:1] - correct[1:]  # [T, N]: original minus imputed
         result = mean_result(
-            "completeness",
+            "completeness_mean",
             drop.mean(axis=0),
             evaluated.index,
             ctx.rng(f"bootstrap/{explainer}"),
@@ -307,7 +307,11 @@ class Soundness(SocoMetric):
         if zero.any():
             skipped[ZERO_MAP] = int(zero.sum())
         result = mean_result(
-            "soundness", per_image[~zero], evaluated.index[~zero], ctx.rng(f"bootstrap/{explainer}"), skipped
+            "soundness_mean",
+            per_image[~zero],
+            evaluated.index[~zero],
+            ctx.rng(f"bootstrap/{explainer}"),
+            skipped,
         )
         kept = [round(1 - r, 5) for r in functional.SOUNDNESS_RATIOS]
         with np.errstate(all="ignore"):
