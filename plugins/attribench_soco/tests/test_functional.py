@@ -79,8 +79,10 @@ def test_soundness_is_nan_while_nothing_attributed_is_kept():
     assert np.isnan(ratios[0, 0]) and ratios[1, 0] == 0.0
 
 
-def test_curve_mean_is_the_normalised_area():
-    assert functional.curve_mean(np.array([0.0, 0.5, 1.0])) == 0.5
+def test_nanmean_skips_what_is_not_finite_and_is_nan_without_a_warning_where_nothing_is(recwarn):
+    values = np.array([[0.0, np.nan], [1.0, np.nan], [np.inf, np.nan]])
+    np.testing.assert_array_equal(functional.nanmean(values, axis=0), [0.5, np.nan])
+    assert not recwarn.list
 
 
 def test_hausdorff_distances_by_hand():

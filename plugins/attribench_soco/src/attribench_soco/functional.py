@@ -117,10 +117,13 @@ def soundness_ratios(accounting: SoundnessAccounting, flagged: np.ndarray) -> np
         return np.where(kept > 0, (kept - false) / np.where(kept > 0, kept, 1.0), np.nan)
 
 
-def curve_mean(y: np.ndarray) -> float:
-    """attribench's scalar summary of a curve sampled on an evenly spaced sweep: the mean of its values, i.e.
-    the area under it divided by the sweep's span (not a figure of the SoCo paper, which reports curves)."""
-    return float(np.nanmean(y))
+def nanmean(values: np.ndarray, axis: int) -> np.ndarray:
+    """The mean of the finite entries along `axis`; NaN where there are none (without numpy's warning: an
+    image whose attribution is all zero has no soundness ratio, and is reported as skipped)."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=axis)
+    total = np.where(finite, values, 0.0).sum(axis=axis)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def hausdorff(a: np.ndarray, b: np.ndarray) -> float:

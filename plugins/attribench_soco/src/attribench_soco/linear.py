@@ -67,8 +67,9 @@ def evaluate(x: torch.Tensor, sign: torch.Tensor, maps: torch.Tensor, generator:
         removed = functional.removed_by_value(maps, threshold)
         remaining = torch.where(removed, 0.0, contribution).sum(dim=1)
         drops.append(1.0 - float((remaining > 0).double().mean()))  # the full input is always right
-    with np.errstate(all="ignore"):
-        return Curves(np.nanmean(by_score, axis=1), np.nanmean(by_accuracy, axis=1), np.array(drops))
+    return Curves(
+        functional.nanmean(by_score, axis=1), functional.nanmean(by_accuracy, axis=1), np.array(drops)
+    )
 
 
 def run_trials(trials: int, seed: int, *, samples: int = SAMPLES, dim: int = DIM) -> dict[str, list[Curves]]:

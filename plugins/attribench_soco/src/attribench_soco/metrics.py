@@ -300,8 +300,7 @@ class Soundness(SocoMetric):
         else:
             flagged = functional.false_steps(outcomes.score, start=None)
         ratios = functional.soundness_ratios(accounting, flagged)  # [T, N]
-        with np.errstate(all="ignore"):
-            per_image = np.nanmean(ratios, axis=0)
+        per_image = functional.nanmean(ratios, axis=0)
         skipped = dict(evaluated.skipped)
         zero = ~np.isfinite(per_image)
         if zero.any():
@@ -314,8 +313,7 @@ class Soundness(SocoMetric):
             skipped,
         )
         kept = [round(1 - r, 5) for r in functional.SOUNDNESS_RATIOS]
-        with np.errstate(all="ignore"):
-            curve = np.nanmean(ratios[:, ~zero], axis=1) if (~zero).any() else np.full(len(kept), np.nan)
+        curve = functional.nanmean(ratios[:, ~zero], axis=1)
         result.curves["soundness"] = Curve("fraction of pixels kept", kept, curve.tolist())
         result.curves["accuracy"] = Curve("fraction of pixels kept", kept, accuracy.tolist())
         result.curves["soundness_vs_accuracy"] = Curve("accuracy", accuracy.tolist(), curve.tolist())
