@@ -143,3 +143,12 @@ def test_cuda_gives_the_cpu_values_and_noise():
     cuda = impute(images.cuda(), masks.cuda(), generator=torch.Generator().manual_seed(9))
     assert cuda.device.type == "cuda"
     torch.testing.assert_close(cuda.cpu(), cpu, atol=1e-4, rtol=0)
+
+
+def test_an_image_with_every_pixel_removed_becomes_0_even_from_a_warm_start():
+    images = torch.rand(2, 3, 12, 12)
+    masks = torch.ones(2, 12, 12, dtype=torch.bool)
+    masks[1, 5, 5] = False  # the other image keeps one pixel: its value spreads everywhere
+    out = impute(images, masks, noise=0.0, init=torch.rand(2, 3, 12, 12) * 100)
+    assert torch.equal(out[0], torch.zeros(3, 12, 12))
+    torch.testing.assert_close(out[1], images[1, :, 5:6, 5:6].expand(3, 12, 12), atol=1e-3, rtol=0)

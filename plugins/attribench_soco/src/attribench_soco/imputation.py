@@ -6,7 +6,10 @@ For removed pixels i the system is  W_i·x_i − Σ_j w_ij·x_j = 0,  where the 
 (removed ones unknown, kept ones known) and W_i = Σ_j w_ij over the neighbours inside the image. Moving
 the kept neighbours to the right gives A·u = b with A = (W − K) restricted to the removed pixels, K the
 3×3 stencil: a weighted graph Laplacian plus the couplings to kept pixels, symmetric and positive
-definite whenever every connected group of removed pixels touches a kept one.
+definite whenever every connected group of removed pixels touches a kept one, which on the connected pixel
+grid fails only when every pixel is removed: that image has nothing to impute from, its system is singular
+(ROAD's sparse solve fails there) and attribench fills it with 0, the model's input value at rest, plus the
+noise.
 
 - `reference_impute`: the exact path, one dense float64 solve per image (small images; tests).
 - `impute`: the fast path for a whole batch at once, on the images' device, in pure torch: conjugate
@@ -272,7 +275,9 @@ def impute(
     multigrid = _Multigrid.build(masks.bool(), dtype)
     inside = multigrid.removed
     kept = x * (1 - inside)  # every map below is 0 at kept pixels but this one
-    u = inside * init.to(dtype).permute(1, 2, 3, 0) if init is not None else torch.zeros_like(x)
+    u = torch.zeros_like(x)
+    if init is not None:  # not where every pixel is removed: the singular system would drift from it
+        u = inside * init.to(dtype).permute(1, 2, 3, 0) * ~masks.reshape(len(masks), -1).all(dim=1)
     r = -inside * _differences(u + kept)
     z = multigrid(r)
     p, rz = z, _dot(r, z)
