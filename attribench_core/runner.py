@@ -8,6 +8,7 @@ missing batches), and any executor that writes those batches to the store can re
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import platform
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -116,8 +117,12 @@ class Resources:
         return f"{name}@{short_hash(identity)}"
 
     def options(self, name: str) -> dict[str, Any]:
-        """Options of dataset `name` (qualified): set by its model, else the metric's."""
-        return self.dataset_options.setdefault(name, dict(self.default_options))
+        """Options of dataset `name` (qualified): set by its model, else the metric's; with the factory's
+        defaults filled in, so that the same data keys the same cache and store entries however a metric
+        spells it (`{}` and `{"preset": "default"}` alike)."""
+        if name not in self.dataset_options:
+            self.dataset_options[name] = _with_defaults(self.registry, name, self.default_options)
+        return self.dataset_options[name]
 
     def dataset(self, name: str, split: str = "test") -> Dataset:
         entry = self.registry.resolve("dataset", name)
@@ -132,7 +137,9 @@ class Resources:
         if entry.qualified not in self._models:
             model = entry.load()()
             data = self.registry.resolve("dataset", model.dataset).qualified
-            self.dataset_options.setdefault(data, {**self.default_options, **model.dataset_options})
+            if data not in self.dataset_options:
+                given = {**self.default_options, **model.dataset_options}
+                self.dataset_options[data] = _with_defaults(self.registry, data, given)
             self._models[entry.qualified] = obtain_model(
                 model,
                 entry.qualified,
@@ -152,6 +159,17 @@ class Resources:
             {"model": name, "source": m.source, **(m.verification.summary if m.verification else {})}
             for name, m in self._models.items()
         ]
+
+
+def _with_defaults(registry: Registry, dataset: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` of `dataset` completed with its factory's keyword defaults (besides split and seed)."""
+    parameters = inspect.signature(registry.resolve("dataset", dataset).load()).parameters.values()
+    defaults = {
+        p.name: p.default
+        for p in parameters
+        if p.default is not p.empty and p.kind is not p.VAR_KEYWORD and p.name not in ("split", "seed")
+    }
+    return {**defaults, **options}
 
 
 class RunContext:

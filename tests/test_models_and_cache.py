@@ -12,6 +12,8 @@ from attribench_core.cache import cached_arrays, home
 from attribench_core.cli import cli
 from attribench_core.errors import ModelError
 from attribench_core.model import Recipe
+from attribench_core.progress import no_progress
+from attribench_core.runner import Resources, RunRequest
 from attribench_core.training import fit_classifier
 from attribench_core.weights import obtain_model, weights_hash
 
@@ -145,3 +147,11 @@ def test_retrain_flag_trains_again(test_plugins):
     result = CliRunner().invoke(cli, [*args[:-1], "--retrain"])
     assert "model core.toy_cnn (trained" in result.output
     assert json.loads(CliRunner().invoke(cli, args).stdout)["results"][0]["n"] == 4
+
+
+def test_a_dataset_keys_the_same_entries_whether_its_defaults_are_spelt_out_or_not(test_plugins):
+    request = RunRequest("core.relevance_mass")
+    implicit = Resources(test_plugins, request, no_progress, {})
+    explicit = Resources(test_plugins, request, no_progress, {"size": None})
+    assert implicit.options("core.toy") == explicit.options("core.toy") == {"size": None}
+    assert implicit.dataset_key("core.toy") == explicit.dataset_key("core.toy")
