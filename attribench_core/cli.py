@@ -1,4 +1,5 @@
-"""The `attribench` command line. Heavy modules (torch, the runner) are imported inside `run` only.
+"""The `attribench` command line. Heavy modules (torch, the runner, matplotlib) are imported inside the
+commands that need them (`run`, `report`), never at start-up.
 
 Errors: an `AttribenchError` is printed on one line (exit 1; exit 2 for usage problems); `--debug` shows
 the traceback instead.
@@ -115,7 +116,7 @@ def _details(entry: Entry) -> dict[str, Any]:
     "-v", "--verbose", is_flag=True, help="Also show parameters and options (imports the plugins' code)."
 )
 def list_command(kind: str | None, namespace: str | None, as_json: bool, verbose: bool) -> None:
-    """List registered datasets, models, explainers and metrics."""
+    """List registered datasets, models, explainers, metrics and report sections."""
     entries = plugins.get_registry().entries(kind[:-1] if kind else None, namespace)
     rows = [
         {
@@ -413,6 +414,39 @@ def store_export(group: str, out: Path, store: Path) -> None:
     if not out.parent.is_dir():
         raise UsageProblem(f"Folder '{out.parent}' does not exist.")
     click.echo(str(_open_store(store).export(group, out)))
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+@cli.command("report", context_settings=CONTEXT)
+@_store_option
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("attribench-report"),
+    show_default=True,
+    help="Folder for index.html and/or report.md with figures/ (created if missing).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "md", "both"]),
+    default="both",
+    show_default=True,
+    help="html: one self-contained index.html; md: report.md with figures/*.png; both.",
+)
+def report_command(store: Path, out: Path, fmt: str) -> None:
+    """Turn everything in the store into a report: leaderboards, rank agreement, plugin sections,
+    an attribution gallery and provenance."""
+    from attribench_core.report.assemble import FORMATS, make_report
+
+    _open_store(store)
+    written, notes = make_report(store, plugins.get_registry(), out, FORMATS if fmt == "both" else (fmt,))
+    for note in notes:
+        click.echo(f"Warning: {note}", err=True)
+    for path in written:
+        click.echo(str(path))
 
 
 # -- entry point ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The plugin contract: five hooks, each handed a `register` callback (or the CLI group).
+"""The plugin contract: six hooks, each handed a `register` callback (or the CLI group).
 
 A plugin implements any subset with `@hookimpl`. `register(name, target, *, description="", aliases=(),
 **meta)` records a short name (`^[a-z][a-z0-9_]*$`) that the core prefixes with the plugin's namespace
@@ -38,6 +38,11 @@ def register_explainers(register: Register) -> None:
 @hookspec
 def register_metrics(register: Register) -> None:
     """Register metrics: `Metric` subclasses."""
+
+
+@hookspec
+def register_reports(register: Register) -> None:
+    """Register report sections: functions `(ReportInput) -> list[Section]` (`attribench_core.report`)."""
 
 
 @hookspec

@@ -154,11 +154,16 @@ class Resources:
         return self._models[entry.qualified]
 
     def model_checks(self) -> list[dict[str, Any]]:
-        """Name, source ("cache", "trained", "file") and check summary of every model loaded so far."""
-        return [
-            {"model": name, "source": m.source, **(m.verification.summary if m.verification else {})}
-            for name, m in self._models.items()
-        ]
+        """Name, source ("cache", "trained", "file"), weights hash, and check (summary numbers, passed, the
+        check's table) of every model loaded so far: saved with each run, so a report needs only the store."""
+        checks = []
+        for name, m in self._models.items():
+            check: dict[str, Any] = {"model": name, "source": m.source, "weights_hash": m.weights_hash}
+            if m.verification is not None:
+                check.update(m.verification.summary)
+                check.update(passed=m.verification.passed, table=m.verification.table)
+            checks.append(check)
+        return checks
 
 
 def _with_defaults(registry: Registry, dataset: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -246,6 +251,7 @@ class RunOutcome:
             "options": self.options,
             "results": [r.to_json(label) for label, r in self.results.items()],
             "provenance": self.provenance,
+            "models": self.models,
         }
 
 

@@ -1,0 +1,103 @@
+"""What a report is made of, and what the store gives it.
+
+A report is a list of `Section`s, each a title, some text and a list of blocks (`Table`, `Figure`). The
+core builds the general sections (leaderboards, rank agreement, gallery, provenance); a plugin adds its
+own by registering a function `(report: ReportInput) -> list[Section]` with the `register_reports` hook.
+It returns `[]` when the store holds nothing it can show (missing pieces are simply left out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from attribench_core.errors import AttribenchError
+
+if TYPE_CHECKING:
+    from attribench_core.registry import Registry
+    from attribench_core.store import AttributionStore
+
+
+@dataclass
+class Table:
+    """Rows of cells under named columns (cells are str, int, float or None; floats print with 3 decimals)."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    caption: str = ""
+
+
+@dataclass
+class Figure:
+    """A PNG image (bytes), e.g. from `figures.render(fig)`."""
+
+    title: str
+    png: bytes
+    caption: str = ""
+
+
+Block = Table | Figure
+
+
+@dataclass
+class Section:
+    """A titled part of the report: plain text (paragraphs split on blank lines), then tables and figures."""
+
+    title: str
+    text: str = ""
+    blocks: list[Block] = field(default_factory=list)
+
+
+@dataclass
+class StoredRun:
+    """One `attribench run` saved under `/results/<metric>/<run_id>`: its `--json` outcome (`payload`:
+    metric, options, results[], provenance, …) and its per-sample arrays (`"<label>/<name>"`)."""
+
+    metric: str
+    run_id: str
+    payload: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.payload.get("options", {})
+
+    @property
+    def results(self) -> dict[str, dict[str, Any]]:
+        """The `results[]` items keyed by their label (explainer, or an extra row such as `linear:gt`)."""
+        return {r["explainer"]: r for r in self.payload.get("results", [])}
+
+
+@dataclass
+class ReportInput:
+    """Everything a section may draw on: the store's runs (oldest first), the store itself (attributions)
+    and the registry (metric directions, datasets for the gallery)."""
+
+    runs: list[StoredRun]
+    store: AttributionStore
+    registry: Registry
+
+    def runs_of(self, metric: str) -> list[StoredRun]:
+        """The runs of one qualified metric (`smerf.afl`), oldest first."""
+        return [r for r in self.runs if r.metric == metric]
+
+    def higher_is_better(self, metric: str) -> bool | None:
+        """The direction `metric` declares; None when its plugin is not installed (or does not load)."""
+        try:
+            return bool(self.registry.resolve("metric", metric).load().higher_is_better)
+        except (AttribenchError, AttributeError):
+            return None
+
+
+def model_checks(runs: list[StoredRun]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (model, weights hash) used by `runs` (oldest first), the check the newest of them saved
+    (`payload["models"]`: summary numbers, `passed`, the check's `table`; no check for `--weights` files)."""
+    return {(c["model"], c["weights_hash"]): c for run in runs for c in run.payload.get("models", [])}
+
+
+def passed_label(check: dict[str, Any]) -> str:
+    """ "yes", "no", or "not checked" (weights given with --weights)."""
+    return {True: "yes", False: "no"}.get(check.get("passed"), "not checked")

@@ -1,0 +1,167 @@
+"""Leaderboards: one per distinct (metric, options, dataset, model), newest result per label, ranked in
+the metric's direction.
+
+Rows whose label is not an explainer's (explainer labels are qualified, `methods.ig[:params]`; an extra row
+such as `linear:gt` is not) are listed after the explainers as references, unranked; so are results
+without a value (an explainer that failed). When the metric's plugin is not installed its direction is
+unknown and nothing is ranked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from attribench_core.report import figures
+from attribench_core.report.content import Block, ReportInput, Section, Table
+from attribench_core.report.ranking import competition_ranks
+
+COLUMNS = ["rank", "method", "value", "uncertainty", "kind", "n", "skipped"]
+
+
+def is_explainer(label: str) -> bool:
+    """Explainer labels are qualified names (`methods.ig`, `methods.ig:steps=32`); extra rows are not."""
+    return "." in label.partition(":")[0]
+
+
+@dataclass
+class Board:
+    """The newest result per label of one metric with one set of options on one dataset and model."""
+
+    metric: str
+    options: dict[str, Any]
+    dataset: str | None
+    model: str | None
+    higher_is_better: bool | None
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    run_ids: list[str] = field(default_factory=list)
+    name: str = ""  # set by `boards`: the metric, plus what tells it apart from the metric's other boards
+
+    def explainer_values(self) -> dict[str, float]:
+        """Finite headline values of the explainer rows (what ranks and rank agreement use)."""
+        return {
+            label: float(r["value"])
+            for label, r in self.results.items()
+            if is_explainer(label) and r.get("value") is not None and math.isfinite(r["value"])
+        }
+
+    def ranks(self) -> dict[str, int]:
+        """Rank per ranked explainer label; empty when the direction is unknown."""
+        if self.higher_is_better is None:
+            return {}
+        values = self.explainer_values()
+        return dict(zip(values, competition_ranks(list(values.values()), self.higher_is_better), strict=True))
+
+
+def boards(report: ReportInput) -> list[Board]:
+    """The report's leaderboards, sorted by metric, each with a `name` unique in the report."""
+    found: dict[tuple[str, str, str | None, str | None], Board] = {}
+    for run in report.runs:
+        provenance = run.payload.get("provenance", {})
+        key = (
+            run.metric,
+            json.dumps(run.options, sort_keys=True),
+            provenance.get("dataset"),
+            provenance.get("model"),
+        )
+        if key not in found:
+            found[key] = Board(run.metric, run.options, key[2], key[3], report.higher_is_better(run.metric))
+        found[key].results.update(run.results)
+        found[key].run_ids.append(run.run_id)
+    ordered = sorted(found.values(), key=lambda b: (b.metric, json.dumps(b.options, sort_keys=True)))
+    for board in ordered:
+        board.name = _name(board, [b for b in ordered if b.metric == board.metric])
+    return ordered
+
+
+def _name(board: Board, same_metric: list[Board]) -> str:
+    """The metric, followed by the options and the dataset/model in which its other boards differ."""
+    varying = sorted(
+        k
+        for k in {k for b in same_metric for k in b.options}
+        if len({str(b.options.get(k)) for b in same_metric}) > 1
+    )
+    parts = [", ".join(f"{k}={board.options.get(k)}" for k in varying)] if varying else []
+    if len({(b.dataset, b.model) for b in same_metric}) > 1:
+        parts.append(f"on {board.dataset} / {board.model}")
+    return board.metric + (f" ({'; '.join(parts)})" if parts else "")
+
+
+def rows(board: Board) -> list[list[Any]]:
+    """Table rows (`COLUMNS`): ranked explainers best first, then unranked explainers, then reference rows."""
+    ranks = board.ranks()
+
+    def order(label: str) -> tuple[int, float, str]:
+        if label in ranks:
+            return (0, ranks[label], label)
+        return (1 if is_explainer(label) else 2, 0, label)
+
+    out = []
+    for label in sorted(board.results, key=order):
+        result = board.results[label]
+        low, high = _bounds(result)
+        span = f"{low:.3f} – {high:.3f}" if low is not None and high is not None else None
+        kind = (result.get("uncertainty") or {}).get("kind")
+        out.append(
+            [
+                ranks.get(label),
+                label,
+                result.get("value"),
+                span,
+                kind,
+                result.get("n"),
+                result.get("n_skipped"),
+            ]
+        )
+    return out
+
+
+def _bounds(result: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The finite low and high of a result's uncertainty (None where missing)."""
+    u = result.get("uncertainty") or {}
+    return tuple(  # type: ignore[return-value]
+        float(u[k]) if u.get(k) is not None and math.isfinite(u[k]) else None for k in ("low", "high")
+    )
+
+
+def _direction(board: Board) -> str:
+    if board.higher_is_better is None:
+        return (
+            f"The plugin that provides {board.metric} is not installed, so its direction is unknown and the "
+            "rows are not ranked."
+        )
+    better = "higher" if board.higher_is_better else "lower"
+    return f"{better.capitalize()} is better; equal values share a rank."
+
+
+def section(board: Board) -> Section:
+    """A board's section: what it is, its table and a bar chart of the values with their uncertainty."""
+    table_rows = rows(board)
+    where = f" on {board.dataset} / {board.model}" if board.dataset else ""
+    options = ", ".join(f"{k}={v}" for k, v in sorted(board.options.items())) or "none"
+    text = (
+        f"{board.metric}{where} (options: {options}); newest result per method over "
+        f"{len(board.run_ids)} run(s). {_direction(board)}"
+    )
+    caption = (
+        "Rows without a rank: a method without a value (its run failed), a metric whose direction is "
+        "unknown, or a reference row that is not an explainer."
+    )
+    blocks: list[Block] = [Table(board.name, COLUMNS, table_rows, caption)]
+    plotted = [r for r in table_rows if r[2] is not None and math.isfinite(r[2])]
+    if plotted:
+        values = [float(r[2]) for r in plotted]
+        bounds = [_bounds(board.results[r[1]]) for r in plotted]
+        low = [v if b[0] is None else b[0] for v, b in zip(values, bounds, strict=True)]
+        high = [v if b[1] is None else b[1] for v, b in zip(values, bounds, strict=True)]
+        fig, ax = figures.new_figure(max(4.0, 0.5 * len(plotted) + 2), 3.2)
+        figures.bars(ax, [r[1] for r in plotted], values, low, high, ylabel=board.metric)
+        blocks.append(figures.render(fig, f"{board.name}: values", "Error bars: the uncertainty column."))
+    return Section(f"Leaderboard: {board.name}", text, blocks)
+
+
+def sections(report: ReportInput) -> list[Section]:
+    """One section per leaderboard."""
+    return [section(board) for board in boards(report)]
