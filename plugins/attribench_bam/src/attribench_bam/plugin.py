@@ -57,6 +57,15 @@ def register_metrics(register):
 
 
 @hookimpl
+def register_reports(register):
+    register(
+        "report",
+        "attribench_bam.report:sections",
+        description="BAM: MCS/IDR/IIR with CIs, RMCS over i, TCAV scores",
+    )
+
+
+@hookimpl
 def register_commands(cli):
     from attribench_bam.commands import bam_group
 

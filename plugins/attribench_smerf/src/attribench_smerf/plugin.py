@@ -63,6 +63,15 @@ def register_metrics(register):
 
 
 @hookimpl
+def register_reports(register):
+    register(
+        "report",
+        "attribench_smerf.report:sections",
+        description="SMERF: PAFL/SAFL bars, minima over buckets, Fig. 7 grids, saturation, model accuracy",
+    )
+
+
+@hookimpl
 def register_commands(cli):
     from attribench_smerf.commands import smerf_group
 

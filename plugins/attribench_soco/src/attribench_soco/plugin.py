@@ -54,3 +54,12 @@ def register_metrics(register):
         description="SoCo's validation: Table 1's Hausdorff distances and the synthetic linear test",
         category="validation",
     )
+
+
+@hookimpl
+def register_reports(register):
+    register(
+        "report",
+        f"{PKG}.report:sections",
+        description="Soundness, completeness, ROAD, Deletion and Insertion curves; Table 1, linear test",
+    )

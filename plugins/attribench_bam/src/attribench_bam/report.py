@@ -1,0 +1,262 @@
+"""BAM's report section: the checks of the models, MCS, IDR and IIR per method with their bootstrap CIs, RMCS
+over i (the number of scene classes the dog was added to) and the TCAV contrast of the obj and scene models.
+
+Each metric is shown from the newest results over the runs with its newest run's options; a metric with no
+run leaves its blocks out. The model checks are those these runs saved (`payload["models"]`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from attribench_core.report import figures
+from attribench_core.report.content import (
+    Block,
+    Figure,
+    ReportInput,
+    Section,
+    StoredRun,
+    Table,
+    model_checks,
+    passed_label,
+)
+
+RATES = {
+    "bam.mcs": "MCS: g(obj model) − g(scene model) on the object",
+    "bam.idr": "IDR: share of images where the scene model's g is higher without the object than with it",
+    "bam.iir": "IIR: share of scenes whose g changes by < 10 % (--threshold) under an insignificant patch",
+}
+METRICS = (*RATES, "bam.rmcs", "bam.tcav")
+RMCS_STEPS = range(1, 10)
+
+Results = dict[str, dict[str, Any]]
+
+
+def sections(report: ReportInput) -> list[Section]:
+    """The BAM section, or [] when the store holds no BAM run."""
+    runs = [run for metric in METRICS for run in newest_runs(report.runs_of(metric))]
+    results = {m: merged_results(r for r in runs if r.metric == m) for m in METRICS}
+    results = {m: r for m, r in results.items() if r}
+    if not results:
+        return []
+    checks = check_rows(sorted(runs, key=lambda run: (run.run_id, run.metric)))
+    blocks: list[Block] = [Table("Model checks", CHECK_COLUMNS, checks, CHECK_CAPTION)] if checks else []
+    rates = {m: results[m] for m in RATES if m in results}
+    if rates:
+        blocks.append(Table("Scores per method", SCORE_COLUMNS, score_rows(rates), SCORE_CAPTION))
+        blocks += [_score_figure(m, r) for m, r in rates.items() if _finite_rows(r)]
+    if "bam.rmcs" in results:
+        blocks += _rmcs_blocks(results["bam.rmcs"])
+    if "bam.tcav" in results:
+        blocks += _tcav_blocks(results["bam.tcav"])
+    return [Section("BAM: relative feature importance", SECTION_TEXT, blocks)]
+
+
+# ------------------------------------------------------------------------------------------- shaping
+
+
+def newest_runs(runs: list[StoredRun]) -> list[StoredRun]:
+    """The runs (of one metric, oldest first) with the options of the newest one."""
+    return [run for run in runs if run.options == runs[-1].options]
+
+
+def merged_results(runs: Iterable[StoredRun]) -> Results:
+    """The newest result per label over `runs` (oldest first)."""
+    return {label: result for run in runs for label, result in run.results.items()}
+
+
+def check_rows(runs: list[StoredRun]) -> list[list[Any]]:
+    """Per model and weights hash used by `runs` (oldest first), the check the newest of them saved:
+    accuracy with and without the object, and whether it passed."""
+    return [
+        [
+            model,
+            digest[:10],
+            number(check.get("accuracy")),
+            number(check.get("accuracy_without_object")),
+            passed_label(check),
+        ]
+        for (model, digest), check in sorted(model_checks(runs).items())
+    ]
+
+
+def number(value: Any) -> float | None:
+    """A finite float, or None (the JSON holds None, or NaN for an undefined CI)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def interval(result: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """(low, high) of the result's uncertainty, None where there is none."""
+    uncertainty = result.get("uncertainty") or {}
+    return number(uncertainty.get("low")), number(uncertainty.get("high"))
+
+
+def score_rows(rates: Mapping[str, Results]) -> list[list[Any]]:
+    """Per metric and method: value, CI, images kept and dropped."""
+    rows = []
+    for metric, results in rates.items():
+        for label, result in results.items():
+            low, high = interval(result)
+            rows.append(
+                [
+                    metric,
+                    label,
+                    number(result.get("value")),
+                    low,
+                    high,
+                    result.get("n"),
+                    result.get("n_skipped"),
+                ]
+            )
+    return rows
+
+
+def bar_data(results: Results) -> tuple[list[str], list[float], list[float], list[float]]:
+    """Labels, values and CI bounds of the results with a finite value (bounds default to the value)."""
+    labels, values, lows, highs = [], [], [], []
+    for label, result in _finite_rows(results):
+        value = number(result["value"])
+        assert value is not None
+        low, high = interval(result)
+        labels.append(label)
+        values.append(value)
+        lows.append(value if low is None else low)
+        highs.append(value if high is None else high)
+    return labels, values, lows, highs
+
+
+def rmcs_lines(results: Results) -> dict[str, tuple[list[float], list[float | None]]]:
+    """Per method, the contrast g(scene_i) − g(scene10) against i (None where no image counted)."""
+    return {
+        label: ([float(i) for i in RMCS_STEPS], [number(r["values"].get(f"rmcs_{i}")) for i in RMCS_STEPS])
+        for label, r in results.items()
+        if any(number(r["values"].get(f"rmcs_{i}")) is not None for i in RMCS_STEPS)
+    }
+
+
+def rmcs_rows(results: Results) -> list[list[Any]]:
+    rows = []
+    for label, result in results.items():
+        values, (low, high) = result.get("values", {}), interval(result)
+        decreasing = number(values.get("decreasing"))
+        rows.append(
+            [
+                label,
+                number(result.get("value")),
+                low,
+                high,
+                None if decreasing is None else ("yes" if decreasing else "no"),
+                number(values.get("positive_share")),
+            ]
+        )
+    return rows
+
+
+def tcav_rows(result: Mapping[str, Any]) -> list[list[Any]]:
+    """The TCAV score and CAV accuracy of each model, then the contrast with its range over random sets."""
+    values = result.get("values", {})
+    low, high = interval(result)
+    return [
+        [
+            "obj (dog logit)",
+            number(values.get("tcav_obj")),
+            number(values.get("cav_accuracy_obj")),
+            None,
+            None,
+        ],
+        [
+            "scene (bedroom logit)",
+            number(values.get("tcav_scene")),
+            number(values.get("cav_accuracy_scene")),
+            None,
+            None,
+        ],
+        ["obj − scene", number(values.get("tcav")), None, low, high],
+    ]
+
+
+def _finite_rows(results: Results) -> list[tuple[str, dict[str, Any]]]:
+    return [(label, r) for label, r in results.items() if number(r.get("value")) is not None]
+
+
+# ----------------------------------------------------------------------------------------- blocks
+
+SECTION_TEXT = (
+    "BAM pastes objects onto scenes: a model trained on object labels must rely on the object, one trained "
+    "on scene labels must not, so the relative importance of the object region is known. g is the mean of "
+    "the method's normalised positive map over the object's mask; only images that every model of a "
+    "comparison classifies correctly count (the others are dropped). Higher is better for every score."
+)
+CHECK_COLUMNS = ["model", "weights", "val accuracy", "object removed", "passed"]
+CHECK_CAPTION = (
+    "Each model's check on its val split, saved by the runs shown: accuracy on the composites and, for obj "
+    "and scene, on the same scenes with the object removed. To pass, the obj model must fall to about "
+    "chance without the object and the scene model must keep its accuracy (the ground truth), besides "
+    "reaching the recipe's accuracy gate. 'not checked': weights given with --weights."
+)
+SCORE_COLUMNS = ["metric", "method", "value", "CI low", "CI high", "images", "dropped"]
+SCORE_CAPTION = " ".join(f"{text}." for text in RATES.values()) + " CI: 95 % bootstrap over the images."
+
+
+def _score_figure(metric: str, results: Results) -> Figure:
+    labels, values, lows, highs = bar_data(results)
+    fig, ax = figures.new_figure()
+    figures.bars(ax, labels, values, lows, highs, ylabel=metric.split(".")[1].upper())
+    return figures.render(fig, f"{metric} per method", f"{RATES[metric]}; error bars: 95 % bootstrap CI.")
+
+
+def _rmcs_blocks(results: Results) -> list[Block]:
+    blocks: list[Block] = [
+        Table(
+            "RMCS per method",
+            ["method", "mean RMCS", "CI low", "CI high", "decreasing in i", "share of i with RMCS > 0"],
+            rmcs_rows(results),
+            "Mean over dogs in bedrooms of the nine contrasts g(scene_i) − g(scene10), 95 % bootstrap CI; "
+            "a method following the models should give positive contrasts that decrease with i.",
+        )
+    ]
+    lines = rmcs_lines(results)
+    if lines:
+        fig, ax = figures.new_figure()
+        figures.curves(ax, lines, xlabel="i (scene classes with the dog)", ylabel="g(scene_i) − g(scene10)")
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        blocks.append(
+            figures.render(fig, "RMCS over i", "Each pair's images are those both models classify correctly.")
+        )
+    return blocks
+
+
+def _tcav_blocks(results: Results) -> list[Block]:
+    """TCAV uses no attributions: every label of a run holds the same values, so the first one is shown."""
+    result = next(iter(results.values()))
+    rows = tcav_rows(result)
+    blocks: list[Block] = [
+        Table(
+            "TCAV score of the dog concept",
+            ["model", "TCAV score", "CAV accuracy", "range low", "range high"],
+            rows,
+            "Share of dogs in bedrooms whose target logit rises along the dog concept's activation vector "
+            "(mean over the random sets); the contrast's range is over the random sets. The obj model "
+            "should score higher than the scene model.",
+        )
+    ]
+    shown = [row for row in rows if row[1] is not None]
+    if shown:
+        fig, ax = figures.new_figure(width=4.8)
+        figures.bars(
+            ax,
+            [row[0] for row in shown],
+            [row[1] for row in shown],
+            [row[3] if row[3] is not None else row[1] for row in shown],
+            [row[4] if row[4] is not None else row[1] for row in shown],
+            ylabel="TCAV score",
+        )
+        blocks.append(
+            figures.render(fig, "TCAV scores", "Error bar on the contrast: range over random sets.")
+        )
+    return blocks

@@ -1,0 +1,360 @@
+"""SMERF's report sections: focus bars with their spread over buckets (paper Fig. 6a/8a), mean and minimum
+over simple vs complex buckets (Fig. 2/8b), the success and wrong-focus grids (Fig. 7), saturation by the
+number of objects (Fig. 6b), and the models' bucket-wise accuracy (Table 3).
+
+Everything is derived from the per-bucket means that each result stores (`<score>_<setting>_b<bucket>`),
+merged over the runs of one configuration (the metric's options apart from `setting`; a newer run's bucket
+wins), and aggregated with the metric's own functions, so a study run one setting at a time reports the
+same as one run of `--setting all`. The accuracy table comes from the models' checks that every run saves
+with its outcome (`payload["models"]`), so the store is all a report needs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from attribench_core.report import figures
+from attribench_core.report.content import (
+    Block,
+    Figure,
+    ReportInput,
+    Section,
+    StoredRun,
+    Table,
+    model_checks,
+    passed_label,
+)
+from attribench_smerf.reproduction import PAPER_PAFL
+from attribench_smerf.settings import BUCKETS, COMPLEX, SETTINGS, SIMPLE
+
+SCORES = {"smerf.afl": ("pafl", "safl"), "smerf.iou": ("piou", "siou"), "smerf.mafl": ("pmafl", "smafl")}
+GROUPS = {"simple": SIMPLE, "complex": COMPLEX}
+NAN = float("nan")
+
+BucketMeans = dict[tuple[str, int], dict[str, float]]
+
+
+def sections(report: ReportInput) -> list[Section]:
+    """One section per SMERF metric and configuration in the store, then the models' accuracy."""
+    out = []
+    for metric, scores in SCORES.items():
+        configs = configurations(report.runs_of(metric))
+        for options, runs in configs:
+            suffix = f" [{describe(options, configs)}]" if len(configs) > 1 else ""
+            out.append(metric_section(f"SMERF {metric}{suffix}", metric, scores, options, runs))
+    accuracy = model_accuracy(report.runs)
+    if accuracy is not None:
+        out.append(Section("SMERF models: bucket-wise accuracy", ACCURACY_TEXT, [accuracy]))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- shaping
+
+
+def configurations(runs: Sequence[StoredRun]) -> list[tuple[dict[str, Any], list[StoredRun]]]:
+    """Runs grouped by their options apart from `setting` (oldest first within a group), the group of the
+    newest run first."""
+    groups: dict[str, tuple[dict[str, Any], list[StoredRun]]] = {}
+    for run in runs:
+        options = {k: v for k, v in run.options.items() if k != "setting"}
+        key = json.dumps(options, sort_keys=True)
+        groups[key] = groups.pop(key, (options, []))  # re-inserted: the newest run's group ends up last
+        groups[key][1].append(run)
+    return list(reversed(groups.values()))
+
+
+def describe(options: Mapping[str, Any], configs: Sequence[tuple[dict[str, Any], list[StoredRun]]]) -> str:
+    """The options in which this configuration differs from the others, as `key=value`."""
+    differing = [k for k in options if len({json.dumps(c.get(k)) for c, _ in configs}) > 1]
+    return ", ".join(f"{k}={options[k]}" for k in differing)
+
+
+def merged_values(runs: Sequence[StoredRun]) -> dict[str, dict[str, float]]:
+    """Per result label, the union of its values over `runs` (oldest first: newer runs override), with
+    None (a non-finite value in the JSON) as NaN; curves and other non-numbers are left out."""
+    merged: dict[str, dict[str, float]] = {}
+    for run in runs:
+        for label, result in run.results.items():
+            values = merged.setdefault(label, {})
+            for key, value in result.get("values", {}).items():
+                if value is None or isinstance(value, (int, float)):
+                    values[key] = NAN if value is None else float(value)
+    return merged
+
+
+def bucket_means(values: Mapping[str, float], score: str) -> BucketMeans:
+    """The stored per-bucket means of `score` as the `functional.bucket_table` layout (means only)."""
+    table: BucketMeans = {}
+    prefix = f"{score}_"
+    for key, value in values.items():
+        setting, _, bucket = key.removeprefix(prefix).rpartition("_b")
+        if key.startswith(prefix) and setting in SETTINGS and bucket.isdigit() and int(bucket) in BUCKETS:
+            table[setting, int(bucket)] = {"mean": value}
+    return dict(sorted(table.items()))
+
+
+def in_group(table: BucketMeans, group: str) -> BucketMeans:
+    return {key: v for key, v in table.items() if key[0] in GROUPS[group]}
+
+
+def group_summaries(table: BucketMeans) -> dict[str, dict[str, float]]:
+    """Mean, std, min and count of the bucket means over the simple and over the complex settings."""
+    from attribench_smerf import functional
+
+    return functional.simple_vs_complex(table, GROUPS)
+
+
+def present_settings(tables: Mapping[str, BucketMeans]) -> list[str]:
+    """The settings that any method has buckets of, in the paper's order."""
+    seen = {setting for table in tables.values() for setting, _ in table}
+    return [s for s in SETTINGS if s in seen]
+
+
+def success_grid(
+    primary: Mapping[str, BucketMeans], secondary: Mapping[str, BucketMeans], settings: Sequence[str]
+) -> np.ndarray:
+    """Fig. 7 top: per method (row) and setting (column), the share of the buckets with both roles where
+    PAFL > 0.5; NaN where there is no such bucket."""
+    from attribench_smerf import functional
+
+    rows = []
+    for label, table in primary.items():
+        success = functional.success_fraction(table, secondary[label])
+        rows.append([success.get(s, {}).get("fraction", NAN) for s in settings])
+    return np.array(rows, dtype=np.float64).reshape(len(primary), len(settings))
+
+
+def wrong_focus_grid(
+    primary: Mapping[str, BucketMeans], secondary: Mapping[str, BucketMeans], settings: Sequence[str]
+) -> list[list[dict[str, Any]]]:
+    """Fig. 7 bottom: per method and setting, `functional.wrong_focus`'s failures (SAFL > PAFL), buckets
+    and verdict (`buckets` 0 where the setting has none with both roles)."""
+    from attribench_smerf import functional
+
+    empty = {"failures": 0, "buckets": 0, "failed": False}
+    return [
+        [focus.get(s, empty) for s in settings]
+        for focus in (functional.wrong_focus(table, secondary[label]) for label, table in primary.items())
+    ]
+
+
+def saturation_lines(
+    tables: Mapping[str, BucketMeans], group: str
+) -> dict[str, tuple[list[float], list[float | None]]]:
+    """Fig. 6b: per method, the mean primary score over the group's buckets against their number of
+    objects; methods without a bucket in the group are left out."""
+    from attribench_smerf import functional
+
+    lines = {}
+    for label, table in tables.items():
+        by_count = functional.saturation(in_group(table, group))
+        if by_count:
+            counts = sorted(by_count)
+            lines[label] = ([float(n) for n in counts], [_finite(by_count[n]["mean"]) for n in counts])
+    return lines
+
+
+def model_accuracy(runs: Sequence[StoredRun]) -> Table | None:
+    """Table 3: the bucket-wise test accuracy of every SMERF model (per weights hash) that a run used, from
+    the check saved by the newest such run; None when no run used one."""
+    checks = {key: check for key, check in model_checks(runs).items() if key[0].startswith("smerf.")}
+    if not checks:
+        return None
+    rows = []
+    for (model, digest), check in sorted(checks.items()):
+        accuracy = {row["bucket"]: row["accuracy"] for row in check.get("table", [])}
+        rows.append(
+            [
+                model,
+                digest[:10],
+                *map(accuracy.get, BUCKETS),
+                check.get("min_bucket_accuracy"),
+                passed_label(check),
+            ]
+        )
+    return Table("Test accuracy per bucket", ["model", "weights", *map(str, BUCKETS), "min", "passed"], rows)
+
+
+def _finite(value: float) -> float | None:
+    return None if value != value else float(value)
+
+
+# ----------------------------------------------------------------------------------------- sections
+
+ACCURACY_TEXT = (
+    "Accuracy of each SMERF model on its test split, per bucket (paper Table 3), as checked against the "
+    "gate when the model was trained, and saved with every run that used it (the newest run's check per "
+    "model and weights is shown). 'not checked': weights given with --weights are not checked."
+)
+POSTPROCESS = {"paper": "SMERF's per-family maps", "uniform": "|a| summed over channels for every method"}
+
+
+def metric_section(
+    title: str, metric: str, scores: tuple[str, str], options: Mapping[str, Any], runs: list[StoredRun]
+) -> Section:
+    """Tables and figures of one SMERF metric over the runs of one configuration."""
+    p_name, s_name = scores
+    values = merged_values(runs)
+    primary = {label: bucket_means(v, p_name) for label, v in values.items()}
+    secondary = {label: bucket_means(v, s_name) for label, v in values.items()}
+    summaries = {
+        label: (group_summaries(primary[label]), group_summaries(secondary[label])) for label in values
+    }
+    settings = present_settings(primary)
+    text = (
+        f"{len(runs)} run(s) ({', '.join(r.run_id for r in runs)}); "
+        f"settings: {', '.join(settings) or 'none'}; "
+        f"model variant {options.get('variant')}, {options.get('background')} background, "
+        f"{options.get('preset')} preset, maps post-processed as {options.get('postprocess')} "
+        f"({POSTPROCESS.get(options.get('postprocess'), '')}), blur {options.get('blur')}. "
+        f"{p_name.upper()}: on what the model uses; {s_name.upper()}: on what it ignores. Values are means "
+        "over images per bucket, then over buckets."
+    )
+    blocks: list[Block] = [group_table(p_name, summaries, with_paper=metric == "smerf.afl")]
+    blocks += _minimum_figure(p_name, summaries)
+    blocks += [f for f in (_focus_figure(scores, summaries, g) for g in GROUPS) if f is not None]
+    if metric == "smerf.afl":
+        blocks += _grids(primary, secondary, settings)
+        blocks += [f for f in (_saturation_figure(p_name, primary, g) for g in GROUPS) if f is not None]
+    return Section(title, text, blocks)
+
+
+def group_table(
+    p_name: str, summaries: Mapping[str, tuple[dict, dict]], *, with_paper: bool = False
+) -> Table:
+    """Fig. 2/8b: per method, the mean and the minimum primary score over simple and complex buckets
+    (with the paper's values beside ours for AFL)."""
+    columns = ["method", "simple mean", "simple min", "complex mean", "complex min"]
+    rows = []
+    for label, (p, _) in summaries.items():
+        row = [label, *(_finite(p[g][k]) for g in GROUPS for k in ("mean", "min"))]
+        if with_paper:
+            row += list(PAPER_PAFL.get(label.split(".", 1)[-1], (None,) * 4))
+        rows.append(row)
+    if with_paper:
+        columns += [f"paper {c}" for c in columns[1:]]
+    return Table(
+        f"{p_name.upper()} over buckets: simple vs complex settings",
+        columns,
+        rows,
+        "The minimum over buckets is the paper's headline (Fig. 2/8b): a method can look fine on average "
+        "and fail on some buckets."
+        + (" Paper values read off the authors' notebook (±0.02)." if with_paper else ""),
+    )
+
+
+def _panels(count: int) -> tuple[Any, list[Any]]:
+    """A figure with `count` axes side by side, on one y scale."""
+    fig, grid = figures.new_grid(1, count, cell=4.0)
+    axes = list(grid[0])
+    for ax in axes[1:]:
+        ax.sharey(axes[0])
+    return fig, axes
+
+
+def _minimum_figure(p_name: str, summaries: Mapping[str, tuple[dict, dict]]) -> list[Block]:
+    groups = [g for g in GROUPS if any(p[g]["buckets"] for p, _ in summaries.values())]
+    if not groups:
+        return []
+    fig, axes = _panels(len(groups))
+    for ax, group in zip(axes, groups, strict=True):
+        labels = [label for label, (p, _) in summaries.items() if p[group]["buckets"]]
+        minima = [summaries[label][0][group]["min"] for label in labels]
+        figures.bars(ax, labels, minima, ylabel=f"min {p_name.upper()} over buckets")
+        ax.set_title(f"{group} settings", fontsize=9)
+    return [
+        figures.render(
+            fig,
+            f"Minimum {p_name.upper()} over buckets, simple vs complex (paper Fig. 2/8b)",
+            "Each bar is a method's worst bucket.",
+        )
+    ]
+
+
+def _focus_figure(
+    scores: tuple[str, str], summaries: Mapping[str, tuple[dict, dict]], group: str
+) -> Figure | None:
+    """Fig. 6a (simple) / 8a (complex): primary and secondary score per method, ± std over buckets."""
+    labels = [label for label, (p, _) in summaries.items() if p[group]["buckets"]]
+    if not labels:
+        return None
+    fig, axes = _panels(2)
+    for ax, name, side in zip(axes, scores, (0, 1), strict=True):
+        stats = [summaries[label][side][group] for label in labels]
+        means = [s["mean"] for s in stats]
+        stds = [0.0 if s["std"] != s["std"] else s["std"] for s in stats]
+        low = [m - d for m, d in zip(means, stds, strict=True)]
+        high = [m + d for m, d in zip(means, stds, strict=True)]
+        figures.bars(ax, labels, means, low, high, ylabel=f"mean {name.upper()} over buckets")
+    number = "6a" if group == "simple" else "8a"
+    return figures.render(
+        fig,
+        f"{scores[0].upper()} and {scores[1].upper()} per method, {group} settings (paper Fig. {number})",
+        "Mean over the buckets; error bars: standard deviation over the buckets.",
+    )
+
+
+def _grids(
+    primary: Mapping[str, BucketMeans], secondary: Mapping[str, BucketMeans], settings: list[str]
+) -> list[Block]:
+    """Fig. 7 as a figure of two method x setting heatmaps, and as tables with the exact values and counts
+    (which the heatmaps round or leave out)."""
+    if not settings:
+        return []
+    labels = list(primary)
+    success = success_grid(primary, secondary, settings)
+    focus = wrong_focus_grid(primary, secondary, settings)
+    share = np.array(
+        [[f["failures"] / f["buckets"] if f["buckets"] else NAN for f in row] for row in focus],
+        dtype=np.float64,
+    ).reshape(success.shape)
+    fig, axes = figures.new_grid(1, 2, cell=1.5 + 0.45 * max(len(labels), len(settings)))
+    panels = (("success: PAFL > 0.5", success, "Greens"), ("wrong focus: SAFL > PAFL", share, "Reds"))
+    for ax, (title, matrix, cmap) in zip(axes[0], panels, strict=True):
+        figures.heatmap(ax, matrix, labels, settings, vmin=0.0, vmax=1.0, cmap=cmap)
+        ax.set_title(title, fontsize=9)
+    columns = ["method", *settings]
+    return [
+        figures.render(
+            fig,
+            "Success and wrong focus per setting (paper Fig. 7)",
+            "Share of the buckets with both a relevant and an irrelevant object where mean PAFL > 0.5 "
+            "(left) and where mean SAFL > mean PAFL (right); blank: no such bucket.",
+        ),
+        Table(
+            "Success per setting (paper Fig. 7 top)",
+            columns,
+            [[label, *map(_finite, row)] for label, row in zip(labels, success, strict=True)],
+            "Share of the buckets with both a relevant and an irrelevant object where mean PAFL > 0.5.",
+        ),
+        Table(
+            "Wrong focus per setting (paper Fig. 7 bottom)",
+            columns,
+            [[label, *map(_verdict, row)] for label, row in zip(labels, focus, strict=True)],
+            "Buckets where mean SAFL > mean PAFL, out of those with both; 'fails' when more than half.",
+        ),
+    ]
+
+
+def _verdict(focus: Mapping[str, Any]) -> str | None:
+    if not focus["buckets"]:
+        return None
+    return f"{'fails' if focus['failed'] else 'ok'} ({focus['failures']}/{focus['buckets']})"
+
+
+def _saturation_figure(p_name: str, primary: Mapping[str, BucketMeans], group: str) -> Figure | None:
+    lines = saturation_lines(primary, group)
+    if not lines:
+        return None
+    fig, ax = figures.new_figure()
+    figures.curves(ax, lines, xlabel="objects in the image", ylabel=f"mean {p_name.upper()}")
+    return figures.render(
+        fig,
+        f"{p_name.upper()} against the number of objects, {group} settings"
+        + (" (paper Fig. 6b)" if group == "simple" else ""),
+        "Mean over the buckets whose images hold that many objects.",
+    )
