@@ -8,7 +8,9 @@ It returns `[]` when the store holds nothing it can show (missing pieces are sim
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -80,6 +82,11 @@ class ReportInput:
     store: AttributionStore
     registry: Registry
 
+    @cached_property
+    def attribution_groups(self) -> list[dict[str, Any]]:
+        """The store's attribution groups (`store.groups()` entries: path, n, shape, attrs), read once."""
+        return [g for g in self.store.groups() if g["kind"] == "attributions"]
+
     def runs_of(self, metric: str) -> list[StoredRun]:
         """The runs of one qualified metric (`smerf.afl`), oldest first."""
         return [r for r in self.runs if r.metric == metric]
@@ -90,6 +97,21 @@ class ReportInput:
             return bool(self.registry.resolve("metric", metric).load().higher_is_better)
         except (AttribenchError, AttributeError):
             return None
+
+
+def finite(value: Any) -> float | None:
+    """`value` as a float, or None when it is missing or not finite (the JSON holds None for NaN, an older
+    payload may hold NaN)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def uncertainty_bounds(result: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The finite (low, high) of a `results[]` item's uncertainty, None where there is none."""
+    uncertainty = result.get("uncertainty") or {}
+    return finite(uncertainty.get("low")), finite(uncertainty.get("high"))
 
 
 def model_checks(runs: list[StoredRun]) -> dict[tuple[str, str], dict[str, Any]]:

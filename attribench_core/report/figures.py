@@ -44,18 +44,19 @@ def bars(
     ax: matplotlib.axes.Axes,
     labels: Sequence[str],
     values: Sequence[float],
-    low: Sequence[float] | None = None,
-    high: Sequence[float] | None = None,
+    low: Sequence[float | None] | None = None,
+    high: Sequence[float | None] | None = None,
     *,
     ylabel: str = "",
 ) -> None:
-    """Vertical bars with optional error bars from `low`/`high` (absolute bounds, e.g. a 95 % CI)."""
+    """Vertical bars with optional error bars from `low`/`high` (absolute bounds, e.g. a 95 % CI; a None
+    bound draws no bar on that side)."""
     positions = range(len(labels))
     errors = None
     if low is not None and high is not None:
         errors = [
-            [max(v - lo, 0.0) for v, lo in zip(values, low, strict=True)],
-            [max(hi - v, 0.0) for v, hi in zip(values, high, strict=True)],
+            [0.0 if lo is None else max(v - lo, 0.0) for v, lo in zip(values, low, strict=True)],
+            [0.0 if hi is None else max(hi - v, 0.0) for v, hi in zip(values, high, strict=True)],
         ]
     ax.bar(positions, values, yerr=errors, capsize=3, color="#4c72b0")
     ax.set_xticks(list(positions), labels, rotation=45, ha="right", fontsize=8)

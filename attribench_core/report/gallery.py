@@ -74,10 +74,9 @@ def _inputs(report: ReportInput, attrs: dict[str, Any], index: np.ndarray) -> tu
 def _explainer_groups(report: ReportInput) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Attribution groups by (dataset@hash, model@hash)."""
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for info in report.store.groups():
-        if info["kind"] == "attributions":
-            _, dataset, model, _ = info["path"].split("/")
-            grouped[dataset, model].append(info)
+    for info in report.attribution_groups:
+        _, dataset, model, _ = info["path"].split("/")
+        grouped[dataset, model].append(info)
     return dict(sorted(grouped.items()))
 
 

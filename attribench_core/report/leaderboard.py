@@ -10,12 +10,11 @@ unknown and nothing is ranked.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from attribench_core.report import figures
-from attribench_core.report.content import Block, ReportInput, Section, Table
+from attribench_core.report.content import Block, ReportInput, Section, Table, finite, uncertainty_bounds
 from attribench_core.report.ranking import competition_ranks
 
 COLUMNS = ["rank", "method", "value", "uncertainty", "kind", "n", "skipped"]
@@ -44,7 +43,7 @@ class Board:
         return {
             label: float(r["value"])
             for label, r in self.results.items()
-            if is_explainer(label) and r.get("value") is not None and math.isfinite(r["value"])
+            if is_explainer(label) and finite(r.get("value")) is not None
         }
 
     def ranks(self) -> dict[str, int]:
@@ -101,7 +100,7 @@ def rows(board: Board) -> list[list[Any]]:
     out = []
     for label in sorted(board.results, key=order):
         result = board.results[label]
-        low, high = _bounds(result)
+        low, high = uncertainty_bounds(result)
         span = f"{low:.3f} – {high:.3f}" if low is not None and high is not None else None
         kind = (result.get("uncertainty") or {}).get("kind")
         out.append(
@@ -116,14 +115,6 @@ def rows(board: Board) -> list[list[Any]]:
             ]
         )
     return out
-
-
-def _bounds(result: dict[str, Any]) -> tuple[float | None, float | None]:
-    """The finite low and high of a result's uncertainty (None where missing)."""
-    u = result.get("uncertainty") or {}
-    return tuple(  # type: ignore[return-value]
-        float(u[k]) if u.get(k) is not None and math.isfinite(u[k]) else None for k in ("low", "high")
-    )
 
 
 def _direction(board: Board) -> str:
@@ -150,14 +141,11 @@ def section(board: Board) -> Section:
         "unknown, or a reference row that is not an explainer."
     )
     blocks: list[Block] = [Table(board.name, COLUMNS, table_rows, caption)]
-    plotted = [r for r in table_rows if r[2] is not None and math.isfinite(r[2])]
+    plotted = [r for r in table_rows if finite(r[2]) is not None]
     if plotted:
-        values = [float(r[2]) for r in plotted]
-        bounds = [_bounds(board.results[r[1]]) for r in plotted]
-        low = [v if b[0] is None else b[0] for v, b in zip(values, bounds, strict=True)]
-        high = [v if b[1] is None else b[1] for v, b in zip(values, bounds, strict=True)]
+        low, high = zip(*(uncertainty_bounds(board.results[r[1]]) for r in plotted), strict=True)
         fig, ax = figures.new_figure(max(4.0, 0.5 * len(plotted) + 2), 3.2)
-        figures.bars(ax, [r[1] for r in plotted], values, low, high, ylabel=board.metric)
+        figures.bars(ax, [r[1] for r in plotted], [r[2] for r in plotted], low, high, ylabel=board.metric)
         blocks.append(figures.render(fig, f"{board.name}: values", "Error bars: the uncertainty column."))
     return Section(f"Leaderboard: {board.name}", text, blocks)
 

@@ -77,9 +77,7 @@ def runs_table(report: ReportInput) -> Table:
 def groups_table(report: ReportInput) -> Table:
     """One row per attribution group: what was explained, with which parameters, how many samples."""
     rows = []
-    for info in report.store.groups():
-        if info["kind"] != "attributions":
-            continue
+    for info in report.attribution_groups:
         a = info["attrs"]
         params = a.get("params") if isinstance(a.get("params"), dict) else {}
         rows.append(

@@ -51,10 +51,10 @@ def _read_run(metric: str, run_id: str, group: h5py.Group) -> StoredRun:
 
 def read_input(store: AttributionStore, registry: Registry) -> ReportInput:
     """The store's runs with the store and the registry; an error naming the store if it holds nothing."""
-    runs = read_runs(store)
-    if not runs and not any(g["kind"] == "attributions" for g in store.groups()):
+    report = ReportInput(read_runs(store), store, registry)
+    if not report.runs and not report.attribution_groups:
         raise StoreError(
             f"The store '{store.path}' holds no results; run a metric first "
             "(e.g. `attribench run core.relevance_mass`) or pass another --store."
         )
-    return ReportInput(runs, store, registry)
+    return report

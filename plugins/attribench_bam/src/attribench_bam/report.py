@@ -7,7 +7,6 @@ run leaves its blocks out. The model checks are those these runs saved (`payload
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,8 +18,10 @@ from attribench_core.report.content import (
     Section,
     StoredRun,
     Table,
+    finite,
     model_checks,
     passed_label,
+    uncertainty_bounds,
 )
 
 RATES = {
@@ -74,26 +75,12 @@ def check_rows(runs: list[StoredRun]) -> list[list[Any]]:
         [
             model,
             digest[:10],
-            number(check.get("accuracy")),
-            number(check.get("accuracy_without_object")),
+            finite(check.get("accuracy")),
+            finite(check.get("accuracy_without_object")),
             passed_label(check),
         ]
         for (model, digest), check in sorted(model_checks(runs).items())
     ]
-
-
-def number(value: Any) -> float | None:
-    """A finite float, or None (the JSON holds None, or NaN for an undefined CI)."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def interval(result: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    """(low, high) of the result's uncertainty, None where there is none."""
-    uncertainty = result.get("uncertainty") or {}
-    return number(uncertainty.get("low")), number(uncertainty.get("high"))
 
 
 def score_rows(rates: Mapping[str, Results]) -> list[list[Any]]:
@@ -101,12 +88,12 @@ def score_rows(rates: Mapping[str, Results]) -> list[list[Any]]:
     rows = []
     for metric, results in rates.items():
         for label, result in results.items():
-            low, high = interval(result)
+            low, high = uncertainty_bounds(result)
             rows.append(
                 [
                     metric,
                     label,
-                    number(result.get("value")),
+                    finite(result.get("value")),
                     low,
                     high,
                     result.get("n"),
@@ -116,42 +103,28 @@ def score_rows(rates: Mapping[str, Results]) -> list[list[Any]]:
     return rows
 
 
-def bar_data(results: Results) -> tuple[list[str], list[float], list[float], list[float]]:
-    """Labels, values and CI bounds of the results with a finite value (bounds default to the value)."""
-    labels, values, lows, highs = [], [], [], []
-    for label, result in _finite_rows(results):
-        value = number(result["value"])
-        assert value is not None
-        low, high = interval(result)
-        labels.append(label)
-        values.append(value)
-        lows.append(value if low is None else low)
-        highs.append(value if high is None else high)
-    return labels, values, lows, highs
-
-
 def rmcs_lines(results: Results) -> dict[str, tuple[list[float], list[float | None]]]:
     """Per method, the contrast g(scene_i) − g(scene10) against i (None where no image counted)."""
     return {
-        label: ([float(i) for i in RMCS_STEPS], [number(r["values"].get(f"rmcs_{i}")) for i in RMCS_STEPS])
+        label: ([float(i) for i in RMCS_STEPS], [finite(r["values"].get(f"rmcs_{i}")) for i in RMCS_STEPS])
         for label, r in results.items()
-        if any(number(r["values"].get(f"rmcs_{i}")) is not None for i in RMCS_STEPS)
+        if any(finite(r["values"].get(f"rmcs_{i}")) is not None for i in RMCS_STEPS)
     }
 
 
 def rmcs_rows(results: Results) -> list[list[Any]]:
     rows = []
     for label, result in results.items():
-        values, (low, high) = result.get("values", {}), interval(result)
-        decreasing = number(values.get("decreasing"))
+        values, (low, high) = result.get("values", {}), uncertainty_bounds(result)
+        decreasing = finite(values.get("decreasing"))
         rows.append(
             [
                 label,
-                number(result.get("value")),
+                finite(result.get("value")),
                 low,
                 high,
                 None if decreasing is None else ("yes" if decreasing else "no"),
-                number(values.get("positive_share")),
+                finite(values.get("positive_share")),
             ]
         )
     return rows
@@ -160,28 +133,28 @@ def rmcs_rows(results: Results) -> list[list[Any]]:
 def tcav_rows(result: Mapping[str, Any]) -> list[list[Any]]:
     """The TCAV score and CAV accuracy of each model, then the contrast with its range over random sets."""
     values = result.get("values", {})
-    low, high = interval(result)
+    low, high = uncertainty_bounds(result)
     return [
         [
             "obj (dog logit)",
-            number(values.get("tcav_obj")),
-            number(values.get("cav_accuracy_obj")),
+            finite(values.get("tcav_obj")),
+            finite(values.get("cav_accuracy_obj")),
             None,
             None,
         ],
         [
             "scene (bedroom logit)",
-            number(values.get("tcav_scene")),
-            number(values.get("cav_accuracy_scene")),
+            finite(values.get("tcav_scene")),
+            finite(values.get("cav_accuracy_scene")),
             None,
             None,
         ],
-        ["obj − scene", number(values.get("tcav")), None, low, high],
+        ["obj − scene", finite(values.get("tcav")), None, low, high],
     ]
 
 
 def _finite_rows(results: Results) -> list[tuple[str, dict[str, Any]]]:
-    return [(label, r) for label, r in results.items() if number(r.get("value")) is not None]
+    return [(label, r) for label, r in results.items() if finite(r.get("value")) is not None]
 
 
 # ----------------------------------------------------------------------------------------- blocks
@@ -204,9 +177,11 @@ SCORE_CAPTION = " ".join(f"{text}." for text in RATES.values()) + " CI: 95 % boo
 
 
 def _score_figure(metric: str, results: Results) -> Figure:
-    labels, values, lows, highs = bar_data(results)
+    shown = _finite_rows(results)
+    low, high = zip(*(uncertainty_bounds(r) for _, r in shown), strict=True)
     fig, ax = figures.new_figure()
-    figures.bars(ax, labels, values, lows, highs, ylabel=metric.split(".")[1].upper())
+    values = [finite(r["value"]) for _, r in shown]
+    figures.bars(ax, [label for label, _ in shown], values, low, high, ylabel=metric.split(".")[1].upper())
     return figures.render(fig, f"{metric} per method", f"{RATES[metric]}; error bars: 95 % bootstrap CI.")
 
 
@@ -252,8 +227,8 @@ def _tcav_blocks(results: Results) -> list[Block]:
             ax,
             [row[0] for row in shown],
             [row[1] for row in shown],
-            [row[3] if row[3] is not None else row[1] for row in shown],
-            [row[4] if row[4] is not None else row[1] for row in shown],
+            [row[3] for row in shown],
+            [row[4] for row in shown],
             ylabel="TCAV score",
         )
         blocks.append(

@@ -25,9 +25,11 @@ from attribench_core.report.content import (
     Section,
     StoredRun,
     Table,
+    finite,
     model_checks,
     passed_label,
 )
+from attribench_smerf import functional
 from attribench_smerf.reproduction import PAPER_PAFL
 from attribench_smerf.settings import BUCKETS, COMPLEX, SETTINGS, SIMPLE
 
@@ -103,8 +105,6 @@ def in_group(table: BucketMeans, group: str) -> BucketMeans:
 
 def group_summaries(table: BucketMeans) -> dict[str, dict[str, float]]:
     """Mean, std, min and count of the bucket means over the simple and over the complex settings."""
-    from attribench_smerf import functional
-
     return functional.simple_vs_complex(table, GROUPS)
 
 
@@ -119,8 +119,6 @@ def success_grid(
 ) -> np.ndarray:
     """Fig. 7 top: per method (row) and setting (column), the share of the buckets with both roles where
     PAFL > 0.5; NaN where there is no such bucket."""
-    from attribench_smerf import functional
-
     rows = []
     for label, table in primary.items():
         success = functional.success_fraction(table, secondary[label])
@@ -133,8 +131,6 @@ def wrong_focus_grid(
 ) -> list[list[dict[str, Any]]]:
     """Fig. 7 bottom: per method and setting, `functional.wrong_focus`'s failures (SAFL > PAFL), buckets
     and verdict (`buckets` 0 where the setting has none with both roles)."""
-    from attribench_smerf import functional
-
     empty = {"failures": 0, "buckets": 0, "failed": False}
     return [
         [focus.get(s, empty) for s in settings]
@@ -147,14 +143,12 @@ def saturation_lines(
 ) -> dict[str, tuple[list[float], list[float | None]]]:
     """Fig. 6b: per method, the mean primary score over the group's buckets against their number of
     objects; methods without a bucket in the group are left out."""
-    from attribench_smerf import functional
-
     lines = {}
     for label, table in tables.items():
         by_count = functional.saturation(in_group(table, group))
         if by_count:
             counts = sorted(by_count)
-            lines[label] = ([float(n) for n in counts], [_finite(by_count[n]["mean"]) for n in counts])
+            lines[label] = ([float(n) for n in counts], [finite(by_count[n]["mean"]) for n in counts])
     return lines
 
 
@@ -177,10 +171,6 @@ def model_accuracy(runs: Sequence[StoredRun]) -> Table | None:
             ]
         )
     return Table("Test accuracy per bucket", ["model", "weights", *map(str, BUCKETS), "min", "passed"], rows)
-
-
-def _finite(value: float) -> float | None:
-    return None if value != value else float(value)
 
 
 # ----------------------------------------------------------------------------------------- sections
@@ -231,7 +221,7 @@ def group_table(
     columns = ["method", "simple mean", "simple min", "complex mean", "complex min"]
     rows = []
     for label, (p, _) in summaries.items():
-        row = [label, *(_finite(p[g][k]) for g in GROUPS for k in ("mean", "min"))]
+        row = [label, *(finite(p[g][k]) for g in GROUPS for k in ("mean", "min"))]
         if with_paper:
             row += list(PAPER_PAFL.get(label.split(".", 1)[-1], (None,) * 4))
         rows.append(row)
@@ -328,7 +318,7 @@ def _grids(
         Table(
             "Success per setting (paper Fig. 7 top)",
             columns,
-            [[label, *map(_finite, row)] for label, row in zip(labels, success, strict=True)],
+            [[label, *map(finite, row)] for label, row in zip(labels, success, strict=True)],
             "Share of the buckets with both a relevant and an irrelevant object where mean PAFL > 0.5.",
         ),
         Table(
