@@ -29,6 +29,7 @@ import numpy as np
 import quantus
 import torch
 from attribench_smerf.functional import afl
+from soco_imputation import attribution_maps
 from timing import interleaved, machine
 
 from attribench_core.builtin import localisation
@@ -37,13 +38,8 @@ from attribench_core.builtin import localisation
 def make_maps(count: int, side: int, empty: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(maps `[N,side,side]` float32 ≥ 0, masks `[N,side,side]` bool)."""
     generator = torch.Generator().manual_seed(seed)
+    maps = attribution_maps(count, side, generator, blobs=3)
     yy, xx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
-    maps = 0.05 * torch.rand(count, side, side, generator=generator)
-    for _ in range(3):
-        centre = torch.rand(count, 2, 1, 1, generator=generator) * side
-        width = (0.05 + 0.2 * torch.rand(count, 1, 1, generator=generator)) * side
-        height = torch.rand(count, 1, 1, generator=generator)
-        maps += height * torch.exp(-((yy - centre[:, 0]) ** 2 + (xx - centre[:, 1]) ** 2) / (2 * width**2))
     masks = torch.zeros(count, side, side, dtype=torch.bool)
     boxes = torch.randint(1, 4, (count,), generator=generator)
     for k in range(3):

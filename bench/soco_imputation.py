@@ -127,11 +127,11 @@ def make_images(n: int, side: int, generator: torch.Generator) -> torch.Tensor:
     return (images - 0.485) / 0.229
 
 
-def attribution_maps(n: int, side: int, generator: torch.Generator) -> torch.Tensor:
-    """Attribution-shaped maps: a few smooth blobs plus a little noise."""
+def attribution_maps(n: int, side: int, generator: torch.Generator, blobs: int = 4) -> torch.Tensor:
+    """Attribution-shaped maps: `blobs` smooth blobs plus a little noise."""
     yy, xx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
     maps = 0.05 * torch.rand(n, side, side, generator=generator)
-    for _ in range(4):
+    for _ in range(blobs):
         centre = torch.rand(n, 2, 1, 1, generator=generator) * side
         width = (0.05 + 0.2 * torch.rand(n, 1, 1, generator=generator)) * side
         height = torch.rand(n, 1, 1, generator=generator)
