@@ -6,6 +6,7 @@ registry = plugin_registry({"myns": my_pkg.plugin})       # core + your plugin, 
 with using_plugins({"myns": my_pkg.plugin}):               # ... and the CLI sees the same
     CliRunner().invoke(cli, ["run", "core.relevance_mass", "--explainer", "myns.myexp"])
 check_explainer(MyExplainer())                             # the Explainer contract on a tiny CNN
+before = model_snapshot(model); ...; assert not model_changes(before, model_snapshot(model))
 """
 
 from __future__ import annotations
@@ -57,17 +58,33 @@ def tiny_model(num_classes: int = 4, channels: int = 3, seed: int = 0) -> torch.
     ).eval()
 
 
-def _snapshot(model: torch.nn.Module) -> dict[str, object]:
+def model_snapshot(model: torch.nn.Module) -> dict[str, object]:
+    """Everything an explainer must leave as found, for `model_changes`: the state dict (cloned), each
+    parameter's `requires_grad` and whether it has a `.grad`, each module's mode, attribute names and hook
+    counts, and the process-wide module hooks. Independent of `preserved_model_state`, which it checks."""
+    global_hooks = vars(torch.nn.modules.module)
     return {
-        "params": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "training": [m.training for m in model.modules()],
+        "state dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "requires_grad": [(n, p.requires_grad) for n, p in model.named_parameters()],
+        "grads": [(n, p.grad is None) for n, p in model.named_parameters()],
+        "training flags": [(n, m.training) for n, m in model.named_modules(remove_duplicate=False)],
         "hooks": [
-            len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-            for m in model.modules()
+            (n, {k: len(v) for k, v in vars(m).items() if "hook" in k and isinstance(v, dict)})
+            for n, m in model.named_modules(remove_duplicate=False)
         ],
-        "attributes": [sorted(vars(m)) for m in model.modules()],
+        "attributes": [(n, sorted(vars(m))) for n, m in model.named_modules(remove_duplicate=False)],
+        "global hooks": [
+            (k, len(v)) for k, v in global_hooks.items() if k.startswith("_global") and isinstance(v, dict)
+        ],
     }
+
+
+def model_changes(before: dict[str, object], after: dict[str, object]) -> list[str]:
+    """What differs between two `model_snapshot`s (state dict entries compared bit for bit); [] if nothing."""
+    old, new = before["state dict"], after["state dict"]
+    changed = [f"state dict entry {k!r}" for k in old if k not in new or not torch.equal(old[k], new[k])]
+    changed += [f"state dict entry {k!r} added" for k in new if k not in old]
+    return changed + [key for key in before if key != "state dict" and before[key] != after[key]]
 
 
 def check_explainer(
@@ -78,7 +95,7 @@ def check_explainer(
     model = tiny_model() if model is None else model
     inputs = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(1))
     targets = torch.tensor([0, 1, 2])
-    before = _snapshot(model)
+    before = model_snapshot(model)
     first = explainer(model, inputs, targets, generator=torch.Generator().manual_seed(7))
     second = explainer(model, inputs, targets, generator=torch.Generator().manual_seed(7))
     channels = 1 if explainer.channel_less else inputs.shape[1]
@@ -86,10 +103,6 @@ def check_explainer(
     assert first.dtype == torch.float32, f"unexpected dtype {first.dtype}"
     assert torch.isfinite(first).all(), "non-finite attributions"
     assert torch.equal(first, second), "not deterministic under the same generator seed"
-    after = _snapshot(model)
-    assert all(torch.equal(before["params"][k], after["params"][k]) for k in before["params"]), (
-        "parameters changed"
-    )
-    for key in ("requires_grad", "training", "hooks", "attributes"):
-        assert before[key] == after[key], f"model {key} changed"
+    changes = model_changes(before, model_snapshot(model))
+    assert not changes, f"the explainer changed the model: {', '.join(changes)}"
     return first

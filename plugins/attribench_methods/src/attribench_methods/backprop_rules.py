@@ -10,17 +10,36 @@ from attribench_methods.common import CaptumExplainer
 from attribench_methods.model_checks import UnsupportedModelError
 
 
+def activation_names(model: nn.Module) -> list[str]:
+    """Class names of the model's activation modules, in order of first appearance: leaf modules defined in
+    an `activation`/`activations` module (torch.nn's SiLU, GELU, Sigmoid; Hugging Face's GELUActivation)."""
+    names = [
+        type(m).__name__
+        for m in model.modules()
+        if next(m.children(), None) is None
+        and type(m).__module__.rpartition(".")[2] in ("activation", "activations")
+    ]
+    return list(dict.fromkeys(names))
+
+
 class _ReLURuleExplainer(CaptumExplainer):
-    """Shared by both: the rule lives on `nn.ReLU` modules, so a model without any (a functional `F.relu`
-    cannot be hooked) would silently give the plain gradient; refuse it instead."""
+    """Shared by both: the rule lives on `nn.ReLU` modules, so a model without any (other activations, or a
+    functional `F.relu`, which cannot be hooked) would silently give the plain gradient; refuse it instead."""
 
     canonical = True
 
     def attribution_model(self, model: torch.nn.Module, inputs: torch.Tensor) -> torch.nn.Module:
         if not any(isinstance(m, nn.ReLU) for m in model.modules()):
+            found = activation_names(model)
+            activations = (
+                f"its activation modules are {', '.join(found)}"
+                if found
+                else "it has no activation modules (functional F.relu cannot be hooked)"
+            )
             raise UnsupportedModelError(
-                f"{type(self).__name__} overrides the backward pass of nn.ReLU modules and the model has "
-                "none (functional F.relu cannot be hooked); build the model with nn.ReLU modules."
+                f"{type(self).__name__} is defined for ReLU networks (it replaces the backward pass of "
+                f"nn.ReLU modules) and this model has no nn.ReLU: {activations}; use a gradient method "
+                "(gradient, ig) instead."
             )
         return super().attribution_model(model, inputs)
 
