@@ -63,7 +63,9 @@ class Architecture:
 
 ARCHITECTURES = {
     "ResNet-18": Architecture(lambda: reference_models.resnet18(NUM_CLASSES, width=8), 32),
-    "VGG-11-BN": Architecture(lambda: reference_models.vgg11_bn(NUM_CLASSES, width=4, classifier_width=16), 32),
+    "VGG-11-BN": Architecture(
+        lambda: reference_models.vgg11_bn(NUM_CLASSES, width=4, classifier_width=16), 32
+    ),
     "EfficientNet-B0": Architecture(
         lambda: reference_models.efficientnet_b0(NUM_CLASSES, width_mult=0.25, depth_mult=0.25), 32
     ),
@@ -74,7 +76,9 @@ ARCHITECTURES = {
         lambda: HFLogits(reference_models.tiny_hf_model("convnext", NUM_CLASSES)), 32, "transformers"
     ),
     "HF ViT": Architecture(
-        lambda: HFLogits(reference_models.tiny_hf_model("vit", NUM_CLASSES, image_size=32)), 32, "transformers"
+        lambda: HFLogits(reference_models.tiny_hf_model("vit", NUM_CLASSES, image_size=32)),
+        32,
+        "transformers",
     ),
 }
 
@@ -205,7 +209,11 @@ def run_cell(method: str, architecture: str, explainer_class: type[Explainer]) -
     before = model_snapshot(model)
     try:
         maps = explainer(
-            model, inputs, targets, generator=seeded(7), references=lambda n: torch.rand(n, 3, size, size, generator=seeded(2))
+            model,
+            inputs,
+            targets,
+            generator=seeded(7),
+            references=lambda n: torch.rand(n, 3, size, size, generator=seeded(2)),
         )
     except UnsupportedModelError as exc:
         outcome = Outcome("refuses", str(exc)) if "\n" not in str(exc) else Outcome("fails", repr(str(exc)))
@@ -220,7 +228,9 @@ def run_cell(method: str, architecture: str, explainer_class: type[Explainer]) -
         return outcome
     expected = (IMAGES, 1 if explainer.channel_less else 3, size, size)
     if tuple(maps.shape) != expected or not torch.isfinite(maps).all():
-        return Outcome("fails", f"maps of shape {tuple(maps.shape)}, finite: {bool(torch.isfinite(maps).all())}")
+        return Outcome(
+            "fails", f"maps of shape {tuple(maps.shape)}, finite: {bool(torch.isfinite(maps).all())}"
+        )
     if axiom is None:
         return Outcome("ok")
     gap = sum_rule_gap(model, maps, inputs, targets)
