@@ -55,6 +55,17 @@ def test_vgg11_bn_and_efficientnet_state_dict_names():
     } <= efficientnet
 
 
+def test_full_width_efficientnet_shapes_match_torchvisions_state_dict():
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in reference_models.efficientnet_b0().state_dict().items()}
+    # as torchvision's efficientnet_b0 lists them: squeeze to in/4 channels, expand 16 -> 96, head 1280
+    assert shapes["features.1.0.block.1.fc1.weight"] == (8, 32, 1, 1)
+    assert shapes["features.2.0.block.0.0.weight"] == (96, 16, 1, 1)
+    assert shapes["features.2.0.block.2.fc1.weight"] == (4, 96, 1, 1)
+    assert shapes["features.8.0.weight"] == (1280, 320, 1, 1)
+    assert shapes["classifier.1.weight"] == (1000, 1280)
+
+
 @pytest.mark.parametrize(
     "build",
     [

@@ -141,12 +141,13 @@ def seeded(seed: int) -> torch.Generator:
 
 
 def calibrate(model: nn.Module, size: int, generator: torch.Generator, images: int = 16) -> None:
-    """Make random weights behave like trained ones where attribution methods can tell: BatchNorm affine
-    parameters drawn at random and running statistics measured on `images` random size² images (fresh ones are
-    the identity, which hides whatever a method does wrong with them; uncalibrated random ones shrink the
-    signal stage by stage until the logits no longer depend on the input), and the last Linear layer scaled
-    so that the logits have unit standard deviation (VGG's init gives logits of 1e-5, where relative gaps
-    would measure float rounding)."""
+    """Make random weights behave like trained ones where attribution methods can tell.
+
+    BatchNorm gets random affine parameters and running statistics measured on `images` random size²
+    images: fresh statistics make it the identity, which hides whatever a method does wrong with it, and
+    random ones shrink the signal stage by stage until the logits no longer depend on the input. The last
+    Linear layer is scaled so that the logits have unit standard deviation: VGG's init gives logits of
+    1e-5, where relative gaps would measure float rounding."""
     probe = torch.rand(images, 3, size, size, generator=generator)
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     with torch.no_grad():
@@ -163,7 +164,8 @@ def calibrate(model: nn.Module, size: int, generator: torch.Generator, images: i
         last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
         scale = model(probe).std()
         last.weight.div_(scale)
-        last.bias.div_(scale)
+        if last.bias is not None:
+            last.bias.div_(scale)
 
 
 def zero_biases(model: nn.Module) -> None:
