@@ -74,8 +74,19 @@ def runs_table(report: ReportInput) -> Table:
     return Table("Runs", columns, rows, "Run ids are UTC timestamps; the results live under /results.")
 
 
+def diagnostics_text(summary: dict[str, dict[str, Any]]) -> str | None:
+    """A group's per-map diagnostics in words: "summation gap: median 0.012, max 0.2 over 8 maps (note)"."""
+    parts = []
+    for name, d in summary.items():
+        values = f"median {d['median']:.3g}, max {d['max']:.3g}" if d["n"] else "no values"
+        note = f" ({d['note']})" if d.get("note") else ""
+        parts.append(f"{name.replace('_', ' ')}: {values} over {d['n']} maps{note}")
+    return "; ".join(parts) or None
+
+
 def groups_table(report: ReportInput) -> Table:
-    """One row per attribution group: what was explained, with which parameters, how many samples."""
+    """One row per attribution group: what was explained, with which parameters, how many samples, and the
+    per-map diagnostics its explainer reported (e.g. DeepLIFT's summation gap)."""
     rows = []
     for info in report.attribution_groups:
         a = info["attrs"]
@@ -92,12 +103,17 @@ def groups_table(report: ReportInput) -> Table:
                 a.get("seed"),
                 info["n"],
                 a.get("nonfinite_count", 0),
+                diagnostics_text(info.get("diagnostics") or {}),
                 a.get("created"),
             ]
         )
     columns = ["explainer", "parameters", "target", "dataset", "dataset options", "model", "weights"]
-    columns += ["seed", "n", "non-finite", "created"]
-    return Table("Attribution groups", columns, rows)
+    columns += ["seed", "n", "non-finite", "diagnostics", "created"]
+    caption = (
+        "Diagnostics: per-map numbers an explainer reports, e.g. DeepLIFT's summation gap |Σ attributions − "
+        "(f(x) − f(reference))| / |f(x) − f(reference)| (0 when the maps are exact DeepLIFT)."
+    )
+    return Table("Attribution groups", columns, rows, caption)
 
 
 def sections(report: ReportInput) -> list[Section]:
