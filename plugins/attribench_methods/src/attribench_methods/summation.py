@@ -189,8 +189,14 @@ def deeplift_nonlinearities(model: nn.Module, probe: torch.Tensor) -> list[NonLi
 
 
 def _where(module: nn.Module | None, names: dict[nn.Module, str]) -> str:
-    name = names.get(module, "") if module is not None else ""
-    return f"module '{name}' ({type(module).__name__})" if name else "the model's own forward"
+    if module is None:
+        return "code outside the model's modules"
+    name = names.get(module, "")
+    return (
+        f"module '{name}' ({type(module).__name__})"
+        if name
+        else f"the model's forward ({type(module).__name__})"
+    )
 
 
 def refuse_undefined(found: list[NonLinearity], method: str) -> None:
