@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from attribench_methods.model_checks import UnsupportedModelError, WindowedMaxPool2d, deeplift_model
+from attribench_methods.model_checks import Rescaled, UnsupportedModelError, WindowedMaxPool2d, deeplift_model
 from attribench_methods.propagation import DeepLift
 from attribench_methods.shap import DeepShap
 from attribench_methods.summation import deeplift_nonlinearities
@@ -145,7 +145,8 @@ def test_resnet18_with_its_overlapping_stem_pool_sums_exactly(build) -> None:
     assert explainer.diagnostic_notes == {}
 
 
-def test_efficientnet_gaps_are_recorded_naming_silu_and_the_excitation_product() -> None:
+def test_efficientnet_gaps_are_recorded_naming_the_excitation_product() -> None:
+    # SiLU gets the Rescale rule (exact); the squeeze-excitation gate s(x)·x has none.
     model = calibrated(reference_models.efficientnet_b0(num_classes=4, width_mult=0.25, depth_mult=0.25))
     explainer = DeepLift()
     with pytest.warns(RuntimeWarning) as caught:
@@ -153,22 +154,64 @@ def test_efficientnet_gaps_are_recorded_naming_silu_and_the_excitation_product()
     gap = explainer.diagnostics["summation_gap"]
     assert gap.shape == (3,) and bool((gap > 1e-3).any())
     message = str(caught[0].message)
-    assert "F.silu in module 'features.0.2' (SiLU) and" in message
-    assert (
-        "a product of two input-dependent tensors (mul) in module 'features.1.0.block.1' (SqueezeExcitation)"
-        in message
+    assert message.endswith(
+        "a product of two input-dependent tensors (mul) in module 'features.1.0.block.1' (SqueezeExcitation) "
+        "and 6 more modules have no DeepLIFT rule and are treated as linear."
     )
+    assert explainer.diagnostic_notes["summation_gap"] in message
 
 
-def test_the_probe_names_module_paths_and_ignores_ruled_and_linear_operations(zoo) -> None:
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3), nn.GELU(), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.LazyLinear(2)
-    )
-    model(torch.rand(1, 3, 8, 8))
-    found = deeplift_nonlinearities(
-        deeplift_model(model.eval(), torch.rand(1, 3, 8, 8), method="t"), torch.rand(1, 3, 8, 8)
-    )
-    assert [str(f) for f in found] == ["F.gelu in module '1' (GELU)"]
+@pytest.mark.parametrize("activation", [nn.SiLU, nn.GELU, nn.Hardswish, nn.ReLU6])
+def test_element_wise_activations_get_the_rescale_rule_by_hand(activation) -> None:
+    # f = w · act(x) with the zero reference: Rescale gives input i exactly w_i · (act(x_i) − act(0)); at
+    # x_i = 0 (no difference from the reference) the contribution is 0.
+    model = nn.Sequential(nn.Flatten(), activation(), nn.Linear(3, 1, bias=False))
+    with torch.no_grad():
+        model[2].weight.copy_(torch.tensor([[2.0, 3.0, -1.0]]))
+    x = torch.tensor([-1.0, 0.0, 2.5]).view(1, 1, 1, 3)
+    explainer = DeepLift()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = explainer(model.eval(), x, torch.tensor([0]))
+    act = activation()
+    expected = torch.tensor([2.0, 3.0, -1.0]) * (act(x.flatten()) - act(torch.zeros(3)))
+    torch.testing.assert_close(got.flatten(), expected)
+    assert explainer.diagnostics["summation_gap"] < 1e-6
+    clone, pair = deeplift_model(model, x, method="t"), x.repeat(2, 1, 1, 1)
+    assert isinstance(clone[1], Rescaled) and torch.equal(clone(pair), model(pair))
+
+
+def test_deepshap_sums_exactly_through_gelu_against_a_training_background() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU(), nn.Conv2d(4, 4, 3), nn.SiLU(), nn.Flatten())
+    model.append(nn.Linear(4 * 28 * 28, 3))
+    explainer = DeepShap(background_size=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        explainer(model.eval(), *batch(), references=background)
+    assert explainer.diagnostics["summation_gap"].max() < 1e-4
+
+
+class Swish(nn.Module):
+    """A GELU module (ruled), then swish, a residual cat and a max written in forward (not ruled)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.act, self.fc = nn.Conv2d(3, 2, 3), nn.GELU(), nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv(x))
+        x = x * torch.sigmoid(x) + torch.cat([x, x], 1)[:, :2]
+        return self.fc(x.amax((2, 3)))
+
+
+def test_the_probe_names_functional_non_linearities_and_skips_ruled_and_linear_ones(zoo) -> None:
+    probe = torch.rand(1, 3, 8, 8)
+    found = deeplift_nonlinearities(deeplift_model(Swish().eval(), probe, method="t"), probe)
+    assert [str(f) for f in found] == [
+        "torch.sigmoid in the model's forward (Swish)",
+        "a product of two input-dependent tensors (mul) in the model's forward (Swish)",
+        "Tensor.amax in the model's forward (Swish)",
+    ]
     assert deeplift_nonlinearities(zoo.SmallCNN().eval(), torch.rand(1, 3, 16, 16)) == []
 
 

@@ -121,6 +121,8 @@ def deeplift_model(model: torch.nn.Module, inputs: torch.Tensor, *, method: str)
       are replaced by the equivalent `MaxPool2d` where the input size is a multiple of the output size.
     - Overlapping `MaxPool2d` layers (kernel > stride, as ResNet's 3×3/2 stem) become `WindowedMaxPool2d`,
       on which Captum's rule conserves exactly (see there).
+    - Element-wise activations that Captum has no rule for (GELU, SiLU, ReLU6, Hardswish, ...:
+      `RESCALED_ACTIVATIONS`) become `Rescaled`, which gives them DeepLIFT's Rescale rule.
     """
     clone = canonical_copy(model, inputs, method=method)
     for path, pool, size in _adaptive_max_pools(clone, inputs[:1]):
@@ -133,13 +135,51 @@ def deeplift_model(model: torch.nn.Module, inputs: torch.Tensor, *, method: str)
             )
         kernel = tuple(s // o for s, o in zip(size, out, strict=True))
         _replace(clone, path, nn.MaxPool2d(kernel, stride=kernel))
-    for path, pool in list(clone.named_modules()):
-        if type(pool) is nn.MaxPool2d and overlapping(pool) and not pool.return_indices:
-            _replace(clone, path, WindowedMaxPool2d(pool))
+    for path, module in list(clone.named_modules()):
+        if type(module) is nn.MaxPool2d and overlapping(module) and not module.return_indices:
+            _replace(clone, path, WindowedMaxPool2d(module))
+        elif type(module) in RESCALED_ACTIVATIONS:
+            _replace(clone, path, Rescaled(module))
     for module in clone.modules():
         if type(module) in SUPPORTED_NON_LINEAR:
             module.register_forward_pre_hook(_fresh_inputs)
     return clone
+
+
+# Element-wise activations without a rule in Captum's DeepLIFT, to which `Rescaled` gives the Rescale rule.
+RESCALED_ACTIVATIONS = (
+    nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.ReLU6, nn.Hardtanh, nn.SELU, nn.CELU,
+    nn.PReLU, nn.Softsign, nn.LogSigmoid,
+)  # fmt: skip
+
+
+class Rescaled(nn.Module):
+    """An element-wise activation whose gradient under Captum's DeepLIFT is the Rescale multiplier
+    m = (f(x) − f(r)) / (x − r) (Shrikumar et al. 2017, §3.5.2; f′(x) where x = r), as Captum's rule for
+    ReLU, Tanh, Sigmoid, ... computes it.
+
+    Captum runs inputs and references as one batch `[inputs; references]`, so during attribution the first
+    half of the batch holds x and the second r; the output is f(x) exactly, and the multiplier enters
+    only through the gradient (`y + m·(x − x.detach())`). Outside attribution (no gradient, or an odd
+    batch) it is the activation itself.
+    """
+
+    def __init__(self, activation: nn.Module, eps: float = 1e-10) -> None:
+        super().__init__()
+        self.activation, self.eps = activation, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.activation(x)
+        if not (torch.is_grad_enabled() and x.requires_grad) or len(x) % 2:
+            return y
+        leaf = x.detach()[: len(x) // 2].requires_grad_(True)  # f′ at x, on a copy outside Captum's graph
+        (slope,) = torch.autograd.grad(self.activation(leaf).sum(), leaf)
+        with torch.no_grad():
+            (a, r), (f_a, f_r) = x.chunk(2), y.chunk(2)
+            delta = a - r
+            step = delta.abs() >= self.eps
+            multiplier = torch.where(step, (f_a - f_r) / torch.where(step, delta, 1.0), slope)
+        return y.detach() + torch.cat([multiplier, multiplier]) * (x - x.detach())
 
 
 def _replace(model: nn.Module, path: str, module: nn.Module) -> None:

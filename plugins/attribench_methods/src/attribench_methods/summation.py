@@ -1,7 +1,8 @@
 """DeepLIFT's summation-to-delta (Shrikumar et al. 2017, eq. 1): what breaks it in a model, and by how much.
 
 Captum's DeepLIFT has rules for ReLU-like activations, Sigmoid, Tanh, Softmax and max-pooling
-(`SUPPORTED_NON_LINEAR`); every other operation is differentiated as if it were linear. Where such an
+(`SUPPORTED_NON_LINEAR`), and `deeplift_model` gives the Rescale rule to other element-wise activation
+modules (`Rescaled`); every other operation is differentiated as if it were linear. Where such an
 operation is not linear, the attributions no longer sum to f(x) − f(reference). `deeplift_nonlinearities`
 finds those operations in one probe pass (a `TorchFunctionMode` that sees every torch function the forward
 calls on tensors derived from the input, and the module that calls it), so that warnings and the stored
@@ -9,8 +10,8 @@ note name the real cause. Two kinds are refused outright (`refuse_undefined`), b
 defined there and the maps would not be DeepLIFT at all (gaps of 100 % and more measured on HF ViT and
 ConvNeXt): a matrix product of two input-dependent tensors (attention) and normalisation by statistics of
 the input (LayerNorm, GroupNorm, InstanceNorm; LN(c·x) = LN(x), so with the zero reference the linear
-treatment passes nothing through). Element-wise activations without a rule (GELU, SiLU, Hardswish, …) and
-element-wise products (squeeze-excitation gates) are kept: the per-image gap is recorded instead.
+treatment passes nothing through). Other non-linearities (element-wise products such as squeeze-excitation
+gates, activations applied as functions in forward) are kept: the per-image gap is recorded instead.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode, resolve_name
 
 from attribench_core.explainer import Explainer
-from attribench_methods.model_checks import PerCall, UnsupportedModelError, overlapping
+from attribench_methods.model_checks import PerCall, Rescaled, UnsupportedModelError, overlapping
 
 # The stored gap divides by max(|f(x) − f(reference)|, GAIN_FLOOR); the warning fires where the gap exceeds
 # GAP_TOLERANCE and the miss itself exceeds ROUNDING (float32 rounding of the sums, in logit units).
@@ -71,12 +72,22 @@ class NonLinearity:
         return f"{self.operation} in {self.where}"
 
 
-def _short(func: Any) -> str:
+# How a torch function is shown: F.gelu, Tensor.relu_, torch.max.
+PREFIXES = {
+    "torch.nn.functional.": "F.",
+    "torch.Tensor.": "Tensor.",
+    "torch._C._nn.": "F.",
+    "torch.": "torch.",
+}
+
+
+def _names_of(func: Any) -> tuple[str, str]:
+    """(bare name, shown name) of a torch function: ("gelu", "F.gelu")."""
     name = resolve_name(func) or getattr(func, "__name__", repr(func))
-    for prefix in ("torch.nn.functional.", "torch.Tensor.", "torch._C._nn.", "torch."):
+    for prefix, shown in PREFIXES.items():
         if name.startswith(prefix):
-            return name[len(prefix) :]
-    return name
+            return name[len(prefix) :], shown + name[len(prefix) :]
+    return name, name
 
 
 def _depends(value: Any) -> bool:
@@ -95,13 +106,13 @@ def _argument(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], name: st
 def classify(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, bool] | None:
     """(operation, undefined) for a call on input-dependent tensors that DeepLIFT would treat as linear
     but is not; None for a linear call."""
-    name = _short(func)
+    name, shown = _names_of(func)
     operands = [a for a in (*args, *kwargs.values()) if _depends(a)]
     operands += [t for a in args if isinstance(a, list | tuple) for t in a if _depends(t)]
     if name in LINEAR:
         return None
     if name in TRAINING_DEPENDENT:
-        return (f"F.{name} in training mode", False) if _argument(func, args, kwargs, "training") else None
+        return (f"{shown} in training mode", False) if _argument(func, args, kwargs, "training") else None
     if name in MATRIX_PRODUCTS:
         return (f"a matrix product of two input-dependent tensors ({name})", True) if operands[1:] else None
     if name in PRODUCTS:
@@ -110,15 +121,15 @@ def classify(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
             return (f"a product of two input-dependent tensors ({name})", False)
         return None
     if name in ATTENTION:
-        return (f"attention (F.{name})", True)
+        return (f"attention ({shown})", True)
     if name in NORMALISATIONS:
-        return (f"normalisation by the input's statistics (F.{name})", True)
-    return (f"F.{name}" if hasattr(torch.nn.functional, name) else f"torch.{name}", False)
+        return (f"normalisation by the input's statistics ({shown})", True)
+    return (shown, False)
 
 
 class _Recorder(TorchFunctionMode):
-    """Records every non-linear call on input-dependent tensors outside modules with a DeepLIFT rule, with
-    the innermost module running it."""
+    """Records every non-linear call on input-dependent tensors outside modules with a DeepLIFT rule
+    (Captum's, and `Rescaled`), with the innermost module running it."""
 
     def __init__(self, stack: list[nn.Module]) -> None:
         super().__init__()
@@ -131,7 +142,7 @@ class _Recorder(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         module = self.stack[-1] if self.stack else None
-        ruled = module is not None and type(module) in SUPPORTED_NON_LINEAR
+        ruled = any(type(m) in SUPPORTED_NON_LINEAR or isinstance(m, Rescaled) for m in self.stack)
         if not ruled and any(_depends(t) for t in (out if isinstance(out, tuple | list) else (out,))):
             kind = classify(func, args, kwargs)
             if kind is not None:
