@@ -25,7 +25,12 @@ from attribench_core.params import Param
 from attribench_methods.common import CaptumExplainer, checked_batch, quiet_captum
 from attribench_methods.lrp_rules import AlphaBetaRule, BoundedRule, FlatRule, GradientRule, WSquareRule
 from attribench_methods.model_checks import PerCall, UnsupportedModelError, canonical_copy, deeplift_model
-from attribench_methods.summation import deeplift_nonlinearities, record_summation_gap, refuse_undefined
+from attribench_methods.summation import (
+    ProductRule,
+    deeplift_nonlinearities,
+    record_summation_gap,
+    refuse_undefined,
+)
 
 # Layers the ε rule applies to, layers propagated with the plain z-rule (ε ≈ 0: they are parameter-free or
 # per-channel affine, and an ε there would only absorb relevance), and activations relevance passes through.
@@ -50,13 +55,15 @@ class DeepLift(CaptumExplainer):
     """DeepLIFT (Shrikumar et al. 2017), Rescale rule, zero (black) reference (Captum `DeepLift`).
 
     Runs on `deeplift_model(model)`, on which the attributions sum to f(x) − f(0) exactly wherever every
-    non-linearity has a DeepLIFT rule: also where a ReLU feeds a max-pool directly and for overlapping
-    max-pools (ResNet's stem), which Captum alone gets wrong (see `deeplift_model`). Linear functional
-    operations (residual additions, `torch.cat`) are exact too.
+    non-linearity has a rule: also where a ReLU feeds a max-pool directly and for overlapping max-pools
+    (ResNet's stem), which Captum alone gets wrong, and through element-wise activation modules Captum has
+    no rule for (GELU, SiLU, ReLU6, ...; see `deeplift_model`). Products of two input-dependent tensors
+    (squeeze-excitation) get `summation.ProductRule`'s multipliers; linear functional operations (residual
+    additions, `torch.cat`) are exact.
 
     Elsewhere the per-image gap |Σ attributions − (f(x) − f(0))| / |f(x) − f(0)| is recorded as the
     diagnostic `summation_gap` (stored beside the maps) and a gap above 0.1 % is warned about once, naming
-    the operations without a rule (GELU, SiLU, squeeze-excitation products, F.relu in forward, ...; see
+    the operations without a rule (activations called as functions in forward, `torch.max`, ...; see
     `summation`). Models with attention or input normalisation (LayerNorm, GroupNorm), where DeepLIFT is
     not defined, are refused naming the module.
     """
@@ -73,7 +80,8 @@ class DeepLift(CaptumExplainer):
         return clone
 
     def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        attributions, delta = super().explain(model, inputs, targets)
+        with ProductRule(2 * len(inputs)):  # Captum runs [inputs; references]
+            attributions, delta = super().explain(model, inputs, targets)
         sums = attributions.detach().flatten(1).sum(1)
         record_summation_gap(self, sums, sums - delta, "f(x) − f(0)", self.nonlinearities)
         return attributions

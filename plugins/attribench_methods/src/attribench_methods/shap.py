@@ -13,7 +13,12 @@ from attribench_methods.common import checked_batch, generator_or_default, quiet
 from attribench_methods.ensembles import flat_passes, runs
 from attribench_methods.gradients import INTERNAL_BATCH_SIZE, require_positive
 from attribench_methods.model_checks import deeplift_model
-from attribench_methods.summation import deeplift_nonlinearities, record_summation_gap, refuse_undefined
+from attribench_methods.summation import (
+    ProductRule,
+    deeplift_nonlinearities,
+    record_summation_gap,
+    refuse_undefined,
+)
 
 BACKGROUND = Param(
     "background",
@@ -47,8 +52,9 @@ class DeepShap(Explainer):
 
     `background=train` (default) takes `background_size` training images of the run (100; SMERF used
     1000, shap's own examples 100); `zeros` one all-zero reference (SoCo): DeepLIFT with the zero reference.
-    Runs on `deeplift_model(model)`, a canonical copy on which the sums are exact also for adjacent ReLU and
-    max-pooling modules and overlapping max-pools. `internal_batch_size` images per pass (each (input,
+    Runs on `deeplift_model(model)` with `summation.ProductRule`, as `deeplift`: the sums are exact also for
+    adjacent ReLU and max-pooling modules, overlapping max-pools, GELU/SiLU-like activation modules and
+    element-wise products (squeeze-excitation). `internal_batch_size` images per pass (each (input,
     background) pair counts two: Captum runs input and reference together). As for `deeplift`: the
     per-image gap |Σ attributions − (f(x) − mean_b f(b))| / |f(x) − mean_b f(b)| is recorded as the
     diagnostic `summation_gap`, a gap above 0.1 % is warned about once naming the operations without a
@@ -72,7 +78,7 @@ class DeepShap(Explainer):
             pairs = torch.tensor(list(part), device=inputs.device)
             image, reference = pairs // size, pairs % size
             x = inputs[image].requires_grad_(True)
-            with quiet_captum():
+            with quiet_captum(), ProductRule(2 * len(x)):  # Captum runs [inputs; references]
                 attributions, delta = method.attribute(
                     x, baselines=background[reference], target=targets[image], return_convergence_delta=True
                 )

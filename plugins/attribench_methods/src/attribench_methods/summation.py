@@ -10,8 +10,9 @@ note name the real cause. Two kinds are refused outright (`refuse_undefined`), b
 defined there and the maps would not be DeepLIFT at all (gaps of 100 % and more measured on HF ViT and
 ConvNeXt): a matrix product of two input-dependent tensors (attention) and normalisation by statistics of
 the input (LayerNorm, GroupNorm, InstanceNorm; LN(c·x) = LN(x), so with the zero reference the linear
-treatment passes nothing through). Other non-linearities (element-wise products such as squeeze-excitation
-gates, activations applied as functions in forward) are kept: the per-image gap is recorded instead.
+treatment passes nothing through). Element-wise products of two input-dependent tensors (squeeze-excitation
+gates) get `ProductRule`'s multipliers. Other non-linearities (activations applied as functions in
+forward, `torch.max`, ...) are kept: the per-image gap is recorded instead.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ LINEAR = _names(
     "unsqueeze expand expand_as repeat tile narrow split chunk unbind clone to float double half type_as",
     "pad unfold fold pixel_shuffle pixel_unshuffle roll flip movedim swapaxes interpolate identity",
 )
-# Linear when at most one operand depends on the input (and, for a division, not the divisor).
+# Linear when at most one operand depends on the input (and, for a division, not the divisor); products of
+# two input-dependent tensors get `ProductRule`'s multipliers where they are not in place.
 PRODUCTS = _names("mul mul_ __mul__ __imul__ __rmul__ div div_ __truediv__ __itruediv__")
+RULED_PRODUCTS = _names("mul __mul__ __rmul__")
 MATRIX_PRODUCTS = _names("matmul __matmul__ __rmatmul__ bmm mm einsum baddbmm addmm bilinear")
 # Linear unless they use the batch's own statistics or drop at random (training mode).
 TRAINING_DEPENDENT = _names("batch_norm dropout dropout1d dropout2d dropout3d alpha_dropout")
@@ -117,7 +120,7 @@ def classify(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
         return (f"a matrix product of two input-dependent tensors ({name})", True) if operands[1:] else None
     if name in PRODUCTS:
         divisor = name.startswith(("div", "__truediv", "__itruediv")) and len(args) > 1 and _depends(args[1])
-        if len(operands) > 1 or divisor:
+        if (len(operands) > 1 and name not in RULED_PRODUCTS) or divisor:
             return (f"a product of two input-dependent tensors ({name})", False)
         return None
     if name in ATTENTION:
@@ -148,6 +151,38 @@ class _Recorder(TorchFunctionMode):
             if kind is not None:
                 self.found.append((module, *kind))
         return out
+
+
+class ProductRule(TorchFunctionMode):
+    """While active, every element-wise product u·v of two tensors that both carry gradients and hold a
+    DeepLIFT batch (`batch` rows: inputs, then as many references, Captum's layout) passes the multipliers
+    m_u = ½(v_x + v_r) to u and m_v = ½(u_x + u_r) to v; its value is unchanged.
+
+    DeepLIFT defines no rule for products of two input-dependent tensors (squeeze-excitation gates,
+    x·σ(x) written out); these multipliers are the Shapley values of the two factors (ours), so that
+    m_u·Δu + m_v·Δv = u_x·v_x − u_r·v_r exactly and summation-to-delta holds through the product.
+    """
+
+    def __init__(self, batch: int) -> None:
+        super().__init__()
+        self.batch = batch
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None):
+        pair = len(args) == 2 and not kwargs and all(self._paired(a) for a in args)
+        if pair and _names_of(func)[0] in RULED_PRODUCTS:
+            return _shapley_product(*args)
+        return func(*args, **(kwargs or {}))
+
+    def _paired(self, value: Any) -> bool:
+        return _depends(value) and value.dim() > 0 and value.shape[0] == self.batch
+
+
+def _shapley_product(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        product = u * v
+        (u_x, u_r), (v_x, v_r) = u.chunk(2), v.chunk(2)
+        to_u, to_v = torch.cat(2 * [(v_x + v_r) / 2]), torch.cat(2 * [(u_x + u_r) / 2])
+    return product + to_u * (u - u.detach()) + to_v * (v - v.detach())
 
 
 def module_names(model: nn.Module) -> dict[nn.Module, str]:
