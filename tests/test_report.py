@@ -236,6 +236,9 @@ def test_diagnostics_are_stored_with_their_maps_and_summarised_in_the_report(sto
     )
     assert cells["x.image"] == expected
     assert cells["t.grad"] is None
+    for board in leaderboard.boards(report):  # and beside the values of every leaderboard
+        text = leaderboard.section(board, report.attribution_groups).text
+        assert text.endswith(f"Diagnostics of the maps: x.image: {expected}.")
     with using_plugins(PLUGINS):
         listed = CliRunner().invoke(cli, ["store", "ls", "--store", str(store)]).output
     assert sum("diagnostics: brightness" in line for line in listed.splitlines()) == 1

@@ -10,7 +10,7 @@ from importlib import metadata
 from typing import Any
 
 from attribench_core import __version__
-from attribench_core.report.content import ReportInput, Section, Table
+from attribench_core.report.content import ReportInput, Section, Table, diagnostics_text
 
 
 def run_date(run_id: str) -> str:
@@ -72,16 +72,6 @@ def runs_table(report: ReportInput) -> Table:
         )
     columns = ["date", "metric", "options", "dataset", "model", "seed", "images", "device", "rows"]
     return Table("Runs", columns, rows, "Run ids are UTC timestamps; the results live under /results.")
-
-
-def diagnostics_text(summary: dict[str, dict[str, Any]]) -> str | None:
-    """A group's per-map diagnostics in words: "summation gap: median 0.012, max 0.2 over 8 maps (note)"."""
-    parts = []
-    for name, d in summary.items():
-        values = f"median {d['median']:.3g}, max {d['max']:.3g}" if d["n"] else "no values"
-        note = f" ({d['note']})" if d.get("note") else ""
-        parts.append(f"{name.replace('_', ' ')}: {values} over {d['n']} maps{note}")
-    return "; ".join(parts) or None
 
 
 def groups_table(report: ReportInput) -> Table:
