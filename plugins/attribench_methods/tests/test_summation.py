@@ -242,6 +242,16 @@ def test_attention_is_refused_naming_the_module(build) -> None:
         )
 
 
+def test_hugging_face_resnet_with_its_overlapping_stem_pool_sums_exactly() -> None:
+    pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    explainer = DeepLift()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        explainer(Logits(reference_models.tiny_hf_model("resnet")).eval(), *batch())
+    assert explainer.diagnostics["summation_gap"].max() < 1e-4
+
+
 @pytest.mark.parametrize(
     ("architecture", "module"),
     [

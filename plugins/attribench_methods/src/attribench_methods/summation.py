@@ -167,7 +167,9 @@ class ProductRule(TorchFunctionMode):
         super().__init__()
         self.batch = batch
 
-    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None):
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
+    ) -> Any:
         pair = len(args) == 2 and not kwargs and all(self._paired(a) for a in args)
         if pair and _names_of(func)[0] in RULED_PRODUCTS:
             return _shapley_product(*args)
