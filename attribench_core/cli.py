@@ -382,14 +382,19 @@ def store_ls(store: Path, as_json: bool) -> None:
         return
     for g in groups:
         shape = "x".join(map(str, g["shape"]))
-        click.echo(f"{g['path']}  {g['kind']}  n={g['n']}" + (f"  [{shape}]" if shape else ""))
+        diagnostics = ", ".join(g.get("diagnostics") or {})
+        click.echo(
+            f"{g['path']}  {g['kind']}  n={g['n']}"
+            + (f"  [{shape}]" if shape else "")
+            + (f"  diagnostics: {diagnostics}" if diagnostics else "")
+        )
 
 
 @store_group.command("show")
 @click.argument("group")
 @_store_option
 def store_show(group: str, store: Path) -> None:
-    """Show the provenance of GROUP (a path from `store ls`)."""
+    """Show the provenance of GROUP (a path from `store ls`) and a summary of its per-map diagnostics."""
     click.echo(json.dumps(_open_store(store).show(group), indent=1, default=str))
 
 
@@ -410,7 +415,8 @@ def store_verify(store: Path) -> None:
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @_store_option
 def store_export(group: str, out: Path, store: Path) -> None:
-    """Export attribution GROUP to OUT (.npz with attribution, index, target, prediction, provenance)."""
+    """Export attribution GROUP to OUT (.npz with attribution, index, target, prediction, diag/<name>,
+    provenance)."""
     if not out.parent.is_dir():
         raise UsageProblem(f"Folder '{out.parent}' does not exist.")
     click.echo(str(_open_store(store).export(group, out)))

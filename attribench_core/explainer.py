@@ -3,10 +3,13 @@
 Subclasses implement `explain(model, inputs, targets)`. The runner calls the instance (`__call__`), which
 enables gradients, hands out the run's random generator, checks the output's shape, and guarantees that
 the model is left as it was found (hooks, `requires_grad`, train/eval mode) even when `explain` raises.
+After the call, `diagnostics` holds the per-image numbers that `explain` reported for the batch (checked:
+one value per image), which the runner stores beside the attributions.
 """
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +19,8 @@ from attribench_core.params import Param, resolve_params
 
 if TYPE_CHECKING:
     import torch
+
+DIAGNOSTIC_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 # nn.Module attributes that hold hook dictionaries; anything added to them during `explain` is removed.
 _HOOK_DICTS = (
@@ -38,6 +43,12 @@ class Explainer(ABC):
     Randomness must come from `self.generator` (a `torch.Generator` seeded by the run). Methods that need
     reference data (DeepSHAP's background) call `self.references(n)`: `n` training images `[n,C,H,W]` on
     the CPU, the same for every batch of a run.
+
+    Per-image diagnostics: `explain` may set `self.diagnostics[name]` to one value per image of the batch
+    (a tensor `[B]`; `name` in lower_snake_case, e.g. DeepLIFT's `summation_gap`) and
+    `self.diagnostic_notes[name]` to one line saying what it means for this model (e.g. the cause of a
+    gap). The runner stores them beside the attributions (`Stored.diagnostics`); both start empty for every
+    call.
     """
 
     parameters: ClassVar[tuple[Param, ...]] = ()
@@ -47,6 +58,8 @@ class Explainer(ABC):
         self.params = resolve_params(self.parameters, params, owner=type(self).__name__)
         self.generator: torch.Generator | None = None
         self._references: Callable[[int], torch.Tensor] | None = None
+        self.diagnostics: dict[str, torch.Tensor] = {}
+        self.diagnostic_notes: dict[str, str] = {}
 
     def references(self, n: int) -> torch.Tensor:
         """`n` reference (training) images from the run, or an error saying none were given."""
@@ -73,6 +86,7 @@ class Explainer(ABC):
         import torch
 
         self.generator = generator
+        self.diagnostics, self.diagnostic_notes = {}, {}
         if references is not None:
             self._references = references
         with preserved_model_state(model), torch.inference_mode(False), torch.enable_grad():
@@ -85,7 +99,24 @@ class Explainer(ABC):
             raise ValueError(
                 f"{type(self).__name__}.explain returned shape {tuple(out.shape)}; expected {expected}."
             )
+        self.diagnostics = self._checked_diagnostics(inputs.shape[0])
         return out.detach().float()
+
+    def _checked_diagnostics(self, batch: int) -> dict[str, torch.Tensor]:
+        """`self.diagnostics` as float32 CPU tensors `[batch]`, or a ValueError naming the bad one."""
+        import torch
+
+        checked = {}
+        for name, values in self.diagnostics.items():
+            values = torch.as_tensor(values).detach()
+            if not DIAGNOSTIC_NAME.match(name) or values.shape != (batch,):
+                raise ValueError(
+                    f"{type(self).__name__}.explain reported diagnostic {name!r} of shape "
+                    f"{tuple(values.shape)}; expected a lower_snake_case name and one value per image "
+                    f"({batch})."
+                )
+            checked[name] = values.float().cpu()
+        return checked
 
 
 @contextmanager

@@ -417,7 +417,14 @@ def _compute(ctx: RunContext, task: AttributionTask, advance: Callable[[int], No
             attribute(index[half:])
             return
         arrays = (attribution, target, prediction)
-        ctx.store.write_batch(task.key, task.provenance, index, *(a.cpu().numpy() for a in arrays))
+        ctx.store.write_batch(
+            task.key,
+            task.provenance,
+            index,
+            *(a.cpu().numpy() for a in arrays),
+            diagnostics={name: values.numpy() for name, values in explainer.diagnostics.items()},
+            notes=explainer.diagnostic_notes,
+        )
         advance(len(index))
 
     for index in task.batches:

@@ -5,6 +5,8 @@ Layout of the file (default `./attribench.h5`)::
     /attributions/<dataset>@<data-hash>/<model>@<weights-hash>/<explainer>@<param-hash>/
         attribution [N,C,H,W] float32 (chunked per sample, compressed)
         index [N] int64 (dataset indices), target [N], prediction [N], nonfinite [N] bool
+        diag/<name> [N] float32: per-map diagnostics the explainer reported (e.g. DeepLIFT's
+            summation_gap), NaN where a batch did not report it; attrs: note (what it means for the model)
         attrs: provenance (explainer params JSON, seed, weights hash, versions, created, ...)
     /results/<metric>/<run-id>/   attrs: the run's JSON; per-sample values as datasets
 
@@ -24,7 +26,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from attribench_core.errors import StoreError
 
 COMPRESSIONS = ("lzf", "gzip", "none")
 ROW_FIELDS = ("index", "target", "prediction", "nonfinite")
+DIAGNOSTICS = "diag"  # the group's sub-group of per-map diagnostics, aligned with `index`
 
 
 def short_hash(payload: Any, length: int = 10) -> str:
@@ -66,6 +69,7 @@ class Stored:
     target: np.ndarray
     prediction: np.ndarray
     nonfinite: np.ndarray
+    diagnostics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [len(index)] float32
 
 
 @dataclass
@@ -173,9 +177,14 @@ class AttributionStore:
         attribution: np.ndarray,
         target: np.ndarray,
         prediction: np.ndarray,
+        *,
+        diagnostics: Mapping[str, np.ndarray] | None = None,
+        notes: Mapping[str, str] | None = None,
     ) -> None:
-        """Journal one computed batch atomically; `merge()` moves it into the store file."""
-        meta = np.array(json.dumps({"path": key.path, "provenance": provenance}, default=str))
+        """Journal one computed batch atomically; `merge()` moves it into the store file. `diagnostics`:
+        per-map values `[len(index)]` by name (`Explainer.diagnostics`), `notes` one line per name."""
+        meta = {"path": key.path, "provenance": provenance, "notes": dict(notes or {})}
+        meta = np.array(json.dumps(meta, default=str))
         attribution = np.asarray(attribution, dtype=np.float32)
         nonfinite = ~np.isfinite(attribution.reshape(len(attribution), -1)).all(axis=1)
         folder = self._journal_group(key)
@@ -190,6 +199,10 @@ class AttributionStore:
                 target=target,
                 prediction=prediction,
                 nonfinite=nonfinite,
+                **{
+                    f"{DIAGNOSTICS}/{name}": np.asarray(values, dtype=np.float32)
+                    for name, values in (diagnostics or {}).items()
+                },
             )
             handle.flush()
             os.fsync(handle.fileno())
@@ -225,6 +238,8 @@ class AttributionStore:
         with np.load(chunk) as data:
             batch = {name: data[name] for name in data.files}
         meta = json.loads(str(batch.pop("meta")))
+        prefix = f"{DIAGNOSTICS}/"
+        diagnostics = {k.removeprefix(prefix): batch.pop(k) for k in list(batch) if k.startswith(prefix)}
         group = f.require_group(meta["path"])
         if "index" not in group:
             shape = batch["attribution"].shape[1:]
@@ -249,6 +264,16 @@ class AttributionStore:
             rows = batch[name][new]
             group[name].resize(start + len(rows), axis=0)
             group[name][start:] = rows
+        for name in {*diagnostics, *_diagnostic_names(group)}:
+            column = group.get(f"{prefix}{name}")
+            if column is None:  # a diagnostic first reported now: NaN for the maps stored before
+                empty = np.full(start, np.nan, np.float32)
+                column = group.create_dataset(f"{prefix}{name}", data=empty, maxshape=(None,), chunks=(256,))
+            rows = diagnostics.get(name, np.full(len(new), np.nan, np.float32))[new]
+            column.resize(start + len(rows), axis=0)
+            column[start:] = rows
+            if meta.get("notes", {}).get(name):
+                column.attrs["note"] = meta["notes"][name]
         group.attrs["nonfinite_count"] = int(group["nonfinite"][()].sum())
 
     # -- reading ---------------------------------------------------------------------------------
@@ -274,7 +299,9 @@ class AttributionStore:
             def take(name: str) -> np.ndarray:
                 return group[name][unique_rows][inverse][back]
 
-            return Stored(index, take("attribution"), take("target"), take("prediction"), take("nonfinite"))
+            diagnostics = {name: take(f"{DIAGNOSTICS}/{name}") for name in _diagnostic_names(group)}
+            fields = (take(name) for name in ("attribution", "target", "prediction", "nonfinite"))
+            return Stored(index, *fields, diagnostics=diagnostics)
 
     def groups(self) -> list[dict[str, Any]]:
         """Every attribution group and result run, with its size and provenance."""
@@ -282,10 +309,12 @@ class AttributionStore:
             return [] if f is None else [_describe(path, f[path]) for path in _group_paths(f)]
 
     def show(self, path: str) -> dict[str, Any]:
+        """The provenance of a group, with a summary of its diagnostics (if any) under "diagnostics"."""
         with self._open_read() as f:
             if f is None or path not in f:
                 raise StoreError(f"No group '{path}' in '{self.path}'; see `attribench store ls`.")
-            return _read_attrs(f[path])
+            summary = diagnostics_summary(f[path])
+            return {**_read_attrs(f[path]), **({"diagnostics": summary} if summary else {})}
 
     def pending_chunks(self) -> int:
         return len(list(self.journal_dir.glob("*/*.npz"))) if self.journal_dir.exists() else 0
@@ -299,7 +328,7 @@ class AttributionStore:
                     continue
                 group = f[info["path"]]
                 n = group["index"].shape[0]
-                lengths = {name: group[name].shape[0] for name in ("attribution", *ROW_FIELDS)}
+                lengths = {name: group[name].shape[0] for name in _columns(group)}
                 if set(lengths.values()) != {n}:
                     problems.append(f"{info['path']}: datasets have different lengths {lengths}")
                     continue
@@ -326,7 +355,7 @@ class AttributionStore:
                     f"No attribution group '{path}' in '{self.path}'; see `attribench store ls`."
                 )
             group = f[path]
-            arrays = {name: group[name][()] for name in ("attribution", *ROW_FIELDS)}
+            arrays = {name: group[name][()] for name in _columns(group)}
             arrays["provenance"] = np.array(json.dumps(_read_attrs(group)))
         out = Path(out)
         np.savez_compressed(out, **arrays)
@@ -351,9 +380,35 @@ def _describe(path: str, group: h5py.Group) -> dict[str, Any]:
             "kind": "attributions",
             "n": group["index"].shape[0],
             "shape": list(group["attribution"].shape[1:]),
+            "diagnostics": diagnostics_summary(group),
             "attrs": _read_attrs(group),
         }
     return {"path": path, "kind": "result", "n": len(group), "shape": [], "attrs": _read_attrs(group)}
+
+
+def _diagnostic_names(group: h5py.Group) -> list[str]:
+    return sorted(group[DIAGNOSTICS]) if DIAGNOSTICS in group else []
+
+
+def _columns(group: h5py.Group) -> list[str]:
+    """The per-map datasets of an attribution group, each of length N."""
+    return ["attribution", *ROW_FIELDS, *(f"{DIAGNOSTICS}/{name}" for name in _diagnostic_names(group))]
+
+
+def diagnostics_summary(group: h5py.Group) -> dict[str, dict[str, Any]]:
+    """Per diagnostic of an attribution group: maps with a value (`n`), their median and max, the note."""
+    summary: dict[str, dict[str, Any]] = {}
+    for name in _diagnostic_names(group):
+        column = group[DIAGNOSTICS][name]
+        values = column[()]
+        values = values[np.isfinite(values)]
+        summary[name] = {
+            "n": len(values),
+            "median": float(np.median(values)) if len(values) else None,
+            "max": float(values.max()) if len(values) else None,
+            "note": _read_attrs(column).get("note"),
+        }
+    return summary
 
 
 def _mkdir_parent(path: Path) -> Path:

@@ -70,3 +70,36 @@ def test_wrong_output_shape_is_named():
     expected = r"Flat.explain returned shape \(3, 16, 16\); expected \(3, 3, 16, 16\)"
     with pytest.raises(ValueError, match=expected):
         check_explainer(Flat())
+
+
+class Reporting(Explainer):
+    """Reports a per-image diagnostic on the first call only (or a malformed one)."""
+
+    def __init__(self, values=None):
+        super().__init__()
+        self.values, self.calls = values, 0
+
+    def explain(self, model, inputs, targets):
+        self.calls += 1
+        if self.calls == 1:
+            self.diagnostics["peak"] = inputs.amax((1, 2, 3)) if self.values is None else self.values
+            self.diagnostic_notes["peak"] = "largest pixel"
+        return inputs.clone()
+
+
+def test_diagnostics_are_checked_per_image_and_reset_for_every_call():
+    model, inputs, targets = tiny_model(), torch.rand(3, 3, 16, 16), torch.tensor([0, 1, 0])
+    explainer = Reporting()
+    explainer(model, inputs, targets)
+    torch.testing.assert_close(explainer.diagnostics["peak"], inputs.amax((1, 2, 3)))
+    assert explainer.diagnostic_notes == {"peak": "largest pixel"}
+    explainer(model, inputs, targets)
+    assert explainer.diagnostics == {} and explainer.diagnostic_notes == {}
+
+
+@pytest.mark.parametrize("values", [torch.zeros(2), torch.zeros(3, 1)])
+def test_a_diagnostic_without_one_value_per_image_is_named(values):
+    with pytest.raises(
+        ValueError, match=r"Reporting.explain reported diagnostic 'peak' of shape \(\d, ?\d?\)"
+    ):
+        Reporting(values)(tiny_model(), torch.rand(3, 3, 16, 16), torch.tensor([0, 1, 0]))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import abfixture.plugin
 import h5py
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -17,7 +18,7 @@ from attribench_core import Explainer, hookimpl
 from attribench_core.builtin import localisation
 from attribench_core.builtin.metrics import LocalisationMetric
 from attribench_core.cli import cli
-from attribench_core.report import agreement, gallery, leaderboard
+from attribench_core.report import agreement, gallery, leaderboard, provenance
 from attribench_core.report.assemble import build_sections
 from attribench_core.report.content import Section, Table
 from attribench_core.report.ranking import average_ranks, competition_ranks, kendall_tau_b, spearman
@@ -69,9 +70,12 @@ def test_a_constant_ranking_has_no_correlation():
 
 
 class Image(Explainer):
-    """The input itself: bright squares get the mass, the object more than the distractor."""
+    """The input itself: bright squares get the mass, the object more than the distractor. Reports each
+    map's mean as a per-map diagnostic, which the runner stores beside the map."""
 
     def explain(self, model, inputs, targets):
+        self.diagnostics["brightness"] = inputs.mean((1, 2, 3))
+        self.diagnostic_notes["brightness"] = "the image's mean"
         return inputs.clone()
 
 
@@ -216,6 +220,28 @@ def test_the_report_command_writes_a_self_contained_page_and_markdown(store, tmp
     figures = sorted((tmp_path / "out" / "figures").glob("*.png"))
     assert len(figures) == len(images)
     assert all(f.read_bytes().startswith(PNG) and f"]({f.parent.name}/{f.name})" in markdown for f in figures)
+
+
+def test_diagnostics_are_stored_with_their_maps_and_summarised_in_the_report(store):
+    report = _input(store)
+    (path,) = [g["path"] for g in report.attribution_groups if g["attrs"]["explainer"] == "x.image"]
+    with h5py.File(store, "r", locking=False) as f:
+        group = f[path]
+        means = group["attribution"][()].mean(axis=(1, 2, 3))  # the maps are the images
+        np.testing.assert_allclose(group["diag/brightness"][()], means, rtol=1e-6)
+    table = provenance.groups_table(report)
+    cells = {row[0]: row[table.columns.index("diagnostics")] for row in table.rows}
+    expected = (
+        f"brightness: median {np.median(means):.3g}, max {means.max():.3g} over 12 maps (the image's mean)"
+    )
+    assert cells["x.image"] == expected
+    assert cells["t.grad"] is None
+    for board in leaderboard.boards(report):  # and beside the values of every leaderboard
+        text = leaderboard.section(board, report.attribution_groups).text
+        assert text.endswith(f"Diagnostics of the maps: x.image: {expected}.")
+    with using_plugins(PLUGINS):
+        listed = CliRunner().invoke(cli, ["store", "ls", "--store", str(store)]).output
+    assert sum("diagnostics: brightness" in line for line in listed.splitlines()) == 1
 
 
 def test_only_the_asked_format_is_written(store, tmp_path):

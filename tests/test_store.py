@@ -129,3 +129,43 @@ def test_a_held_lock_makes_the_second_writer_fail_clearly(tmp_path):
         second.merge()
     second.merge()
     assert first.groups()[0]["n"] == 1
+
+
+def write_diagnosed(store, index, notes=None, **diagnostics):
+    """A batch of zero maps with per-map diagnostics (name -> values)."""
+    index = np.asarray(index)
+    zeros = np.zeros(len(index), np.int64)
+    attribution = np.zeros((len(index), 2, 4, 4), np.float32)
+    store.write_batch(KEY, PROVENANCE, index, attribution, zeros, zeros, diagnostics=diagnostics, notes=notes)
+
+
+def test_diagnostics_stay_aligned_with_the_index_through_journal_resume_and_merge(tmp_path):
+    store = AttributionStore(tmp_path / "s.h5")
+    write_diagnosed(store, [5, 1], {"summation_gap": "F.gelu has no rule"}, summation_gap=[0.5, 0.125])
+    write(store, [7])  # a batch without the diagnostic: NaN there
+    store.merge()
+    # resumed: a batch journalled but not merged, computed again with a stored image (merged once)
+    write_diagnosed(store, [2, 5], summation_gap=[0.25, 9.0])
+    assert store.missing(KEY, [1, 2, 5, 7, 8]).tolist() == [8]
+    store.merge()
+    got = store.read(KEY, [7, 2, 5, 1])
+    np.testing.assert_array_equal(got.diagnostics["summation_gap"], [np.nan, 0.25, 0.5, 0.125])
+    assert store.verify() == []
+    (group,) = store.groups()
+    assert group["diagnostics"] == {
+        "summation_gap": {"n": 3, "median": 0.25, "max": 0.5, "note": "F.gelu has no rule"}
+    }
+    assert store.show(KEY.path)["diagnostics"]["summation_gap"]["n"] == 3
+    with np.load(store.export(KEY.path, tmp_path / "g.npz")) as exported:
+        order = np.argsort(exported["index"])
+        np.testing.assert_array_equal(exported["diag/summation_gap"][order], [0.125, 0.25, 0.5, np.nan])
+
+
+def test_a_diagnostic_first_reported_later_is_nan_for_earlier_maps(tmp_path):
+    store = AttributionStore(tmp_path / "s.h5")
+    write(store, [0, 1])
+    store.merge()
+    write_diagnosed(store, [2], spread=[3.0])
+    store.merge()
+    np.testing.assert_array_equal(store.read(KEY, [0, 1, 2]).diagnostics["spread"], [np.nan, np.nan, 3.0])
+    assert store.read(KEY, [2]).attribution.shape == (1, 2, 4, 4)

@@ -123,3 +123,13 @@ def model_checks(runs: list[StoredRun]) -> dict[tuple[str, str], dict[str, Any]]
 def passed_label(check: dict[str, Any]) -> str:
     """ "yes", "no", or "not checked" (weights given with --weights)."""
     return {True: "yes", False: "no"}.get(check.get("passed"), "not checked")
+
+
+def diagnostics_text(summary: dict[str, dict[str, Any]]) -> str | None:
+    """A group's per-map diagnostics in words: "summation gap: median 0.012, max 0.2 over 8 maps (note)"."""
+    parts = []
+    for name, d in summary.items():
+        values = f"median {d['median']:.3g}, max {d['max']:.3g}" if d["n"] else "no values"
+        note = f" ({d['note']})" if d.get("note") else ""
+        parts.append(f"{name.replace('_', ' ')}: {values} over {d['n']} maps{note}")
+    return "; ".join(parts) or None

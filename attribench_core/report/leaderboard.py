@@ -10,11 +10,20 @@ unknown and nothing is ranked.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from attribench_core.report import figures
-from attribench_core.report.content import Block, ReportInput, Section, Table, finite, uncertainty_bounds
+from attribench_core.report.content import (
+    Block,
+    ReportInput,
+    Section,
+    Table,
+    diagnostics_text,
+    finite,
+    uncertainty_bounds,
+)
 from attribench_core.report.ranking import competition_ranks
 
 COLUMNS = ["rank", "method", "value", "uncertainty", "kind", "n", "skipped"]
@@ -127,8 +136,29 @@ def _direction(board: Board) -> str:
     return f"{better.capitalize()} is better; equal values share a rank."
 
 
-def section(board: Board) -> Section:
-    """A board's section: what it is, its table and a bar chart of the values with their uncertainty."""
+def diagnostics_notes(board: Board, groups: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per explainer row whose maps on the board's dataset and model carry per-map diagnostics
+    (e.g. DeepLIFT's summation gap), so that the reader sees them beside the values."""
+    notes = []
+    for label in sorted(filter(is_explainer, board.results)):
+        name, _, given = label.partition(":")
+        wanted = dict(part.split("=", 1) for part in given.split(",") if "=" in part)
+        for group in groups:
+            a, summary = group["attrs"], group.get("diagnostics")
+            params = a.get("params") if isinstance(a.get("params"), dict) else {}
+            key = (a.get("explainer"), a.get("dataset"), a.get("model"))
+            if (
+                summary
+                and key == (name, board.dataset, board.model)
+                and all(str(params.get(k)) == v for k, v in wanted.items())
+            ):
+                notes.append(f"{label}: {diagnostics_text(summary)}.")
+    return notes
+
+
+def section(board: Board, groups: Sequence[dict[str, Any]] = ()) -> Section:
+    """A board's section: what it is (with the diagnostics of its explainers' maps, see
+    `diagnostics_notes`), its table and a bar chart of the values with their uncertainty."""
     table_rows = rows(board)
     where = f" on {board.dataset} / {board.model}" if board.dataset else ""
     options = ", ".join(f"{k}={v}" for k, v in sorted(board.options.items())) or "none"
@@ -147,9 +177,12 @@ def section(board: Board) -> Section:
         fig, ax = figures.new_figure(max(4.0, 0.5 * len(plotted) + 2), 3.2)
         figures.bars(ax, [r[1] for r in plotted], [r[2] for r in plotted], low, high, ylabel=board.metric)
         blocks.append(figures.render(fig, f"{board.name}: values", "Error bars: the uncertainty column."))
+    notes = diagnostics_notes(board, groups)
+    if notes:
+        text += "\n\nDiagnostics of the maps: " + " ".join(notes)
     return Section(f"Leaderboard: {board.name}", text, blocks)
 
 
 def sections(report: ReportInput) -> list[Section]:
     """One section per leaderboard."""
-    return [section(board) for board in boards(report)]
+    return [section(board, report.attribution_groups) for board in boards(report)]

@@ -10,7 +10,7 @@ from importlib import metadata
 from typing import Any
 
 from attribench_core import __version__
-from attribench_core.report.content import ReportInput, Section, Table
+from attribench_core.report.content import ReportInput, Section, Table, diagnostics_text
 
 
 def run_date(run_id: str) -> str:
@@ -75,7 +75,8 @@ def runs_table(report: ReportInput) -> Table:
 
 
 def groups_table(report: ReportInput) -> Table:
-    """One row per attribution group: what was explained, with which parameters, how many samples."""
+    """One row per attribution group: what was explained, with which parameters, how many samples, and the
+    per-map diagnostics its explainer reported (e.g. DeepLIFT's summation gap)."""
     rows = []
     for info in report.attribution_groups:
         a = info["attrs"]
@@ -92,12 +93,17 @@ def groups_table(report: ReportInput) -> Table:
                 a.get("seed"),
                 info["n"],
                 a.get("nonfinite_count", 0),
+                diagnostics_text(info.get("diagnostics") or {}),
                 a.get("created"),
             ]
         )
     columns = ["explainer", "parameters", "target", "dataset", "dataset options", "model", "weights"]
-    columns += ["seed", "n", "non-finite", "created"]
-    return Table("Attribution groups", columns, rows)
+    columns += ["seed", "n", "non-finite", "diagnostics", "created"]
+    caption = (
+        "Diagnostics: per-map numbers an explainer reports, e.g. DeepLIFT's summation gap |Σ attributions − "
+        "(f(x) − f(reference))| / |f(x) − f(reference)| (0 when the maps are exact DeepLIFT)."
+    )
+    return Table("Attribution groups", columns, rows, caption)
 
 
 def sections(report: ReportInput) -> list[Section]:

@@ -19,6 +19,7 @@ from collections import Counter
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 from torch import nn
 
@@ -118,6 +119,10 @@ def deeplift_model(model: torch.nn.Module, inputs: torch.Tensor, *, method: str)
       as much as f(x) − f(b) itself against training images). A clone between the two keeps them apart.
     - `AdaptiveMaxPool2d` layers, which Captum's DeepLIFT has no rule for (it would treat them as linear),
       are replaced by the equivalent `MaxPool2d` where the input size is a multiple of the output size.
+    - Overlapping `MaxPool2d` layers (kernel > stride, as ResNet's 3×3/2 stem) become `WindowedMaxPool2d`,
+      on which Captum's rule conserves exactly (see there).
+    - Element-wise activations that Captum has no rule for (GELU, SiLU, ReLU6, Hardswish, ...:
+      `RESCALED_ACTIVATIONS`) become `Rescaled`, which gives them DeepLIFT's Rescale rule.
     """
     clone = canonical_copy(model, inputs, method=method)
     for path, pool, size in _adaptive_max_pools(clone, inputs[:1]):
@@ -129,12 +134,105 @@ def deeplift_model(model: torch.nn.Module, inputs: torch.Tensor, *, method: str)
                 "max-pooling; DeepLIFT has no rule for it."
             )
         kernel = tuple(s // o for s, o in zip(size, out, strict=True))
-        parent, _, name = path.rpartition(".")
-        setattr(clone.get_submodule(parent), name, nn.MaxPool2d(kernel, stride=kernel))
+        _replace(clone, path, nn.MaxPool2d(kernel, stride=kernel))
+    for path, module in list(clone.named_modules()):
+        if type(module) is nn.MaxPool2d and overlapping(module) and not module.return_indices:
+            _replace(clone, path, WindowedMaxPool2d(module))
+        elif type(module) in RESCALED_ACTIVATIONS:
+            _replace(clone, path, Rescaled(module))
     for module in clone.modules():
         if type(module) in SUPPORTED_NON_LINEAR:
             module.register_forward_pre_hook(_fresh_inputs)
     return clone
+
+
+# Element-wise activations without a rule in Captum's DeepLIFT, to which `Rescaled` gives the Rescale rule.
+RESCALED_ACTIVATIONS = (
+    nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.ReLU6, nn.Hardtanh, nn.SELU, nn.CELU,
+    nn.PReLU, nn.Softsign, nn.LogSigmoid,
+)  # fmt: skip
+
+
+class Rescaled(nn.Module):
+    """An element-wise activation whose gradient under Captum's DeepLIFT is the Rescale multiplier
+    m = (f(x) − f(r)) / (x − r) (Shrikumar et al. 2017, §3.5.2; f′(x) where x = r), as Captum's rule for
+    ReLU, Tanh, Sigmoid, ... computes it.
+
+    Captum runs inputs and references as one batch `[inputs; references]`, so during attribution the first
+    half of the batch holds x and the second r; the output is f(x) exactly, and the multiplier enters
+    only through the gradient (`y + m·(x − x.detach())`). Outside attribution (no gradient, or an odd
+    batch) it is the activation itself.
+    """
+
+    def __init__(self, activation: nn.Module, eps: float = 1e-10) -> None:
+        super().__init__()
+        self.activation, self.eps = activation, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.activation(x)
+        if not (torch.is_grad_enabled() and x.requires_grad) or len(x) % 2:
+            return y
+        leaf = x.detach()[: len(x) // 2].requires_grad_(True)  # f′ at x, on a copy outside Captum's graph
+        (slope,) = torch.autograd.grad(self.activation(leaf).sum(), leaf)
+        with torch.no_grad():
+            (a, r), (f_a, f_r) = x.chunk(2), y.chunk(2)
+            delta = a - r
+            step = delta.abs() >= self.eps
+            multiplier = torch.where(step, (f_a - f_r) / torch.where(step, delta, 1.0), slope)
+        return y.detach() + torch.cat([multiplier, multiplier]) * (x - x.detach())
+
+
+def _replace(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(model.get_submodule(parent), name, module)
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[-1])
+
+
+def overlapping(pool: nn.MaxPool2d) -> bool:
+    """Whether some input element lies in two windows of `pool` (a kernel wider than its stride)."""
+    kernel, stride, dilation = _pair(pool.kernel_size), _pair(pool.stride), _pair(pool.dilation)
+    return any(d * (k - 1) + 1 > s for k, s, d in zip(kernel, stride, dilation, strict=True))
+
+
+class WindowedMaxPool2d(nn.Module):
+    """An overlapping `MaxPool2d` computed as a copy of every window side by side (a linear map: unfold)
+    followed by a non-overlapping `MaxPool2d` over the copies; the same values as the original.
+
+    Why: Captum's DeepLIFT max-pooling rule gives each window's Δy to its arg-max input (Rescale per output
+    element, Shrikumar et al. 2017), but it places them with `max_unpool2d`, which overwrites instead of
+    adding where windows share their arg-max, so overlapping pools lose part of Δy. Here every window has its
+    own copies of its inputs; the copies' multipliers are summed by the unfold's gradient, so the
+    attributions sum to f(x) − f(r) exactly. Costs kernel area / stride area times the pool's input memory.
+    """
+
+    def __init__(self, pool: nn.MaxPool2d) -> None:
+        super().__init__()
+        self.kernel, self.stride = _pair(pool.kernel_size), _pair(pool.stride)
+        self.padding, self.dilation = _pair(pool.padding), _pair(pool.dilation)
+        self.ceil_mode = pool.ceil_mode
+        self.pool = nn.MaxPool2d(self.kernel, stride=self.kernel)
+
+    def _windows(self, size: int, axis: int) -> tuple[int, int]:
+        """Windows along one spatial axis of `size` inputs, and the padding that the last one needs at the
+        end (MaxPool2d's output size, `ceil_mode` included)."""
+        k, s, p, d = self.kernel[axis], self.stride[axis], self.padding[axis], self.dilation[axis]
+        span = d * (k - 1) + 1
+        out = (size + 2 * p - span + (s - 1 if self.ceil_mode else 0)) // s + 1
+        if self.ceil_mode and (out - 1) * s >= size + p:  # PyTorch: the last window starts inside
+            out -= 1
+        return out, max(0, (out - 1) * s + span - size - p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (rows, bottom), (cols, right) = self._windows(x.shape[-2], 0), self._windows(x.shape[-1], 1)
+        # padding takes the lowest finite value: never a window's maximum, and equal in input and reference
+        padded = F.pad(x, (self.padding[1], right, self.padding[0], bottom), value=torch.finfo(x.dtype).min)
+        windows = F.unfold(padded, self.kernel, dilation=self.dilation, stride=self.stride)
+        kh, kw = self.kernel
+        windows = windows.view(x.shape[0], x.shape[1], kh, kw, rows, cols).permute(0, 1, 4, 2, 5, 3)
+        return self.pool(windows.reshape(x.shape[0], x.shape[1], rows * kh, cols * kw))
 
 
 def _adaptive_max_pools(

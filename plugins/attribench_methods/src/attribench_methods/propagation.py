@@ -9,7 +9,6 @@ or `F.relu` in `forward` is refused with the name of the layer it feeds, instead
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -26,10 +25,12 @@ from attribench_core.params import Param
 from attribench_methods.common import CaptumExplainer, checked_batch, quiet_captum
 from attribench_methods.lrp_rules import AlphaBetaRule, BoundedRule, FlatRule, GradientRule, WSquareRule
 from attribench_methods.model_checks import PerCall, UnsupportedModelError, canonical_copy, deeplift_model
-
-# Rescale multipliers must add up to f(x) − f(0); a larger (relative) gap means non-linearities outside
-# modules (F.relu, torch.max), which DeepLIFT treats as linear.
-DEEPLIFT_DELTA_TOLERANCE = 1e-3
+from attribench_methods.summation import (
+    ProductRule,
+    deeplift_nonlinearities,
+    record_summation_gap,
+    refuse_undefined,
+)
 
 # Layers the ε rule applies to, layers propagated with the plain z-rule (ε ≈ 0: they are parameter-free or
 # per-channel affine, and an ε there would only absorb relevance), and activations relevance passes through.
@@ -53,11 +54,18 @@ POOLS = (nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 class DeepLift(CaptumExplainer):
     """DeepLIFT (Shrikumar et al. 2017), Rescale rule, zero (black) reference (Captum `DeepLift`).
 
-    Runs on `deeplift_model(model)`, on which the attributions sum to f(x) − f(0) exactly, also where a
-    ReLU feeds a max-pool directly (Captum alone gets that case wrong, see `deeplift_model`). A gap above
-    0.1 % is reported once per explainer: it comes from non-linearities outside `nn` modules (F.relu,
-    torch.max), which DeepLIFT treats as linear. Linear functional operations (residual additions,
-    `torch.cat`) are exact, so DeepLift does not refuse them.
+    Runs on `deeplift_model(model)`, on which the attributions sum to f(x) − f(0) exactly wherever every
+    non-linearity has a rule: also where a ReLU feeds a max-pool directly and for overlapping max-pools
+    (ResNet's stem), which Captum alone gets wrong, and through element-wise activation modules Captum has
+    no rule for (GELU, SiLU, ReLU6, ...; see `deeplift_model`). Products of two input-dependent tensors
+    (squeeze-excitation) get `summation.ProductRule`'s multipliers; linear functional operations (residual
+    additions, `torch.cat`) are exact.
+
+    Elsewhere the per-image gap |Σ attributions − (f(x) − f(0))| / |f(x) − f(0)| is recorded as the
+    diagnostic `summation_gap` (stored beside the maps) and a gap above 0.1 % is warned about once, naming
+    the operations without a rule (activations called as functions in forward, `torch.max`, ...; see
+    `summation`). Models with attention or input normalisation (LayerNorm, GroupNorm), where DeepLIFT is
+    not defined, are refused naming the module.
     """
 
     captum_class = "DeepLift"
@@ -66,30 +74,17 @@ class DeepLift(CaptumExplainer):
         return {"baselines": 0.0, "return_convergence_delta": True}
 
     def attribution_model(self, model: torch.nn.Module, inputs: torch.Tensor) -> torch.nn.Module:
-        return deeplift_model(model, inputs, method="DeepLift")
+        clone = deeplift_model(model, inputs, method="DeepLift")
+        self.nonlinearities = deeplift_nonlinearities(clone, inputs[:1])
+        refuse_undefined(self.nonlinearities, "DeepLift")
+        return clone
 
     def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        attributions, delta = super().explain(model, inputs, targets)
-        warn_summation_gap(self, attributions, delta, "f(x) − f(0)")
+        with ProductRule(2 * len(inputs)):  # Captum runs [inputs; references]
+            attributions, delta = super().explain(model, inputs, targets)
+        sums = attributions.detach().flatten(1).sum(1)
+        record_summation_gap(self, sums, sums - delta, "f(x) − f(0)", self.nonlinearities)
         return attributions
-
-
-def warn_summation_gap(
-    explainer: Explainer, attributions: torch.Tensor, delta: torch.Tensor, what: str
-) -> None:
-    """Warn once per explainer when DeepLIFT-style attributions miss `what` (their sum minus `delta`) by more
-    than `DEEPLIFT_DELTA_TOLERANCE` of it."""
-    gain = attributions.flatten(1).sum(1) - delta
-    bad = delta.abs() > DEEPLIFT_DELTA_TOLERANCE * gain.abs().clamp(min=1.0)
-    if bool(bad.any()) and not getattr(explainer, "_warned", False):
-        explainer._warned = True
-        warnings.warn(
-            f"{type(explainer).__name__}: attributions miss {what} by up to {delta.abs().max().item():.3g} "
-            f"on {int(bad.sum())} of {len(bad)}; non-linearities outside nn modules (F.relu, torch.max) are "
-            "treated as linear by DeepLIFT.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
 
 
 # ---------------------------------------------------------------------------------------------------------

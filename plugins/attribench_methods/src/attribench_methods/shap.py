@@ -13,7 +13,12 @@ from attribench_methods.common import checked_batch, generator_or_default, quiet
 from attribench_methods.ensembles import flat_passes, runs
 from attribench_methods.gradients import INTERNAL_BATCH_SIZE, require_positive
 from attribench_methods.model_checks import deeplift_model
-from attribench_methods.propagation import warn_summation_gap
+from attribench_methods.summation import (
+    ProductRule,
+    deeplift_nonlinearities,
+    record_summation_gap,
+    refuse_undefined,
+)
 
 BACKGROUND = Param(
     "background",
@@ -47,10 +52,13 @@ class DeepShap(Explainer):
 
     `background=train` (default) takes `background_size` training images of the run (100; SMERF used
     1000, shap's own examples 100); `zeros` one all-zero reference (SoCo): DeepLIFT with the zero reference.
-    Runs on `deeplift_model(model)`, a canonical copy on which the sums are exact also for adjacent ReLU and
-    max-pooling modules. `internal_batch_size` images per pass (each (input, background) pair counts two:
-    Captum runs input and reference together). Summation gaps above 0.1 % (from non-linearities outside nn
-    modules) are warned about once, as for `deeplift`.
+    Runs on `deeplift_model(model)` with `summation.ProductRule`, as `deeplift`: the sums are exact also for
+    adjacent ReLU and max-pooling modules, overlapping max-pools, GELU/SiLU-like activation modules and
+    element-wise products (squeeze-excitation). `internal_batch_size` images per pass (each (input,
+    background) pair counts two: Captum runs input and reference together). As for `deeplift`: the
+    per-image gap |Σ attributions − (f(x) − mean_b f(b))| / |f(x) − mean_b f(b)| is recorded as the
+    diagnostic `summation_gap`, a gap above 0.1 % is warned about once naming the operations without a
+    DeepLIFT rule, and models with attention or input normalisation are refused.
     """
 
     parameters = (BACKGROUND, BACKGROUND_SIZE, INTERNAL_BATCH_SIZE)
@@ -59,20 +67,26 @@ class DeepShap(Explainer):
         require_positive(self.params, "internal_batch_size")
         inputs, targets = checked_batch(model, inputs, targets)
         background = background_images(self, inputs)
-        method = DeepLift(deeplift_model(model, inputs, method="DeepShap"))
+        clone = deeplift_model(model, inputs, method="DeepShap")
+        nonlinearities = deeplift_nonlinearities(clone, inputs[:1])
+        refuse_undefined(nonlinearities, "DeepShap")
+        method = DeepLift(clone)
         size = len(background)
         total = torch.zeros_like(inputs)
+        missed = torch.zeros(len(inputs), dtype=inputs.dtype, device=inputs.device)  # Σ_b delta(x, b)
         for part in flat_passes(len(inputs), size, max(1, self.params["internal_batch_size"] // 2)):
             pairs = torch.tensor(list(part), device=inputs.device)
             image, reference = pairs // size, pairs % size
             x = inputs[image].requires_grad_(True)
-            with quiet_captum():
+            with quiet_captum(), ProductRule(2 * len(x)):  # Captum runs [inputs; references]
                 attributions, delta = method.attribute(
                     x, baselines=background[reference], target=targets[image], return_convergence_delta=True
                 )
-            warn_summation_gap(self, attributions.detach(), delta, "f(x) − f(b) on (input, background) pairs")
             for one, _, rows in runs(part, size):  # the pairs of input `one` in this pass
                 total[one] += attributions[rows].detach().sum(0)
+                missed[one] += delta[rows].detach().sum()
+        sums = total.flatten(1).sum(1) / size
+        record_summation_gap(self, sums, sums - missed / size, "f(x) − mean_b f(b)", nonlinearities)
         return total / size
 
 
