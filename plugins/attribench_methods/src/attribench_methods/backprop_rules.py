@@ -17,12 +17,13 @@ class _ReLURuleExplainer(CaptumExplainer):
     canonical = True
 
     def attribution_model(self, model: torch.nn.Module, inputs: torch.Tensor) -> torch.nn.Module:
-        if not any(isinstance(m, nn.ReLU) for m in model.modules()):
+        clone = super().attribution_model(model, inputs)  # refuses TorchScript, whose ReLUs are hidden
+        if not any(isinstance(m, nn.ReLU) for m in clone.modules()):
             raise UnsupportedModelError(
                 f"{type(self).__name__} overrides the backward pass of nn.ReLU modules and the model has "
                 "none (functional F.relu cannot be hooked); build the model with nn.ReLU modules."
             )
-        return super().attribution_model(model, inputs)
+        return clone
 
 
 class GuidedBackprop(_ReLURuleExplainer):
