@@ -261,8 +261,8 @@ class UserModel(Model):
             channels, given = self.probe.shape[1], len(self.normalization[0])
             if given != channels:
                 raise UsageProblem(
-                    f"--normalize gives {given} values per statistic but the images of {self.dataset} have "
-                    f"{channels} channel(s)."
+                    f"--normalize gives a mean and std for {given} channel(s) but the images of "
+                    f"{self.dataset} have {channels}."
                 )
             normalize = Normalize(*self.normalization)
         shape = "x".join(map(str, self.probe.shape[1:]))

@@ -260,9 +260,10 @@ class RunContext:
     def group_key(self, dataset: str, model: str, explainer: ExplainerConfig, target: str) -> GroupKey:
         loaded = self.resources.model(model)
         # the plugin's version is part of the key: a fixed or changed method is recomputed, never mixed in
-        params_hash = short_hash(
-            {"params": explainer.resolved, "target": target, "version": explainer.entry.version}
-        )
+        identity = {"params": explainer.resolved, "target": target, "version": explainer.entry.version}
+        if loaded.name == self.resources.weights_model and self.resources.request.cam_layer:
+            identity["cam_layer"] = self.resources.request.cam_layer  # it changes CAM methods' maps
+        params_hash = short_hash(identity)
         return GroupKey(
             self.resources.dataset_key(dataset), loaded.key, f"{explainer.entry.qualified}@{params_hash}"
         )
