@@ -23,7 +23,7 @@ from attribench_core.dataset import Batch, Dataset
 from attribench_core.errors import AttribenchError, ParameterError, UsageProblem
 from attribench_core.explainer import Explainer
 from attribench_core.metric import TARGETS, AttributionRequest, Metric
-from attribench_core.model import Model
+from attribench_core.model import Model, model_info
 from attribench_core.model_sources import (
     ModelSource,
     UserModel,
@@ -198,8 +198,9 @@ class Resources:
         return UserModel(source, data, normalization, self.dataset(data).batch([0]).images), data
 
     def model_checks(self) -> list[dict[str, Any]]:
-        """Name, source ("cache", "trained", "file"), weights hash, and check (summary numbers, passed, the
-        check's table) of every model loaded so far: saved with each run, so a report needs only the store."""
+        """Name, source ("cache", "trained", "file", "built"), weights hash, and check (summary numbers,
+        passed, the check's table) of every model loaded so far: saved with each run, so a report needs only
+        the store."""
         checks = []
         for name, m in self._models.items():
             check: dict[str, Any] = {"model": name, "source": m.source, "weights_hash": m.weights_hash}
@@ -383,6 +384,7 @@ def plan(ctx: RunContext) -> list[AttributionTask]:
                 "dataset_options": ctx.resources.options(req.dataset),
                 "model": req.model,
                 "weights_hash": loaded.weights_hash,
+                "cam_layer": model_info(loaded.module).cam_layer,
                 "explainer": config.entry.qualified,
                 "params": config.resolved,
                 "target": req.target,
