@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from attribench_core.cli import cli
 from attribench_core.model import last_conv_layer, model_info
 from attribench_core.model_sources import model_source, parse_normalization
-from attribench_core.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalized
+from attribench_core.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalize, Normalized
 from attribench_core.plugins import get_registry
 from attribench_core.runner import RunRequest, prepare
-from attribench_core.weights import load_state_dict_file
+from attribench_core.weights import load_state_dict_file, weights_hash
 
 NET = textwrap.dedent(
     '''
@@ -328,3 +328,35 @@ def test_hf_vit_refuses_gradcam_unless_given_a_token_layer_and_uses_its_preproce
     ctx = prepare(get_registry(), RunRequest("core.relevance_mass", model="hf:vit"))
     normalize = ctx.resources.model(ctx.model_name).module.normalize
     assert normalize.mean.tolist() == [0.5] * 3 and normalize.std.tolist() == [0.25] * 3
+
+
+def test_the_default_cam_layer_skips_patch_embeddings():
+    nn = torch.nn
+    convnext = nn.Sequential(
+        nn.Conv2d(3, 8, 4, stride=4),  # stem: a patch embedding
+        nn.Conv2d(8, 8, 7, padding=3, groups=8),
+        nn.Conv2d(8, 16, 2, stride=2),  # downsampling: a patch embedding too
+        nn.Conv2d(16, 16, 7, padding=3, groups=16),  # the last stage's depthwise conv
+        nn.Flatten(),
+    )
+    assert last_conv_layer(convnext) == "3"
+    mobile_head = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Conv2d(8, 32, 1))
+    assert last_conv_layer(mobile_head) == "1"
+    assert last_conv_layer(nn.Sequential(nn.Conv2d(3, 16, 8, stride=8), nn.Flatten())) is None  # a ViT
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_weights_hash_covers_torchscript_inside_a_wrapper():
+    class Scaled(torch.nn.Module):
+        def __init__(self, scale: float):
+            super().__init__()
+            self.scale = scale
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.scale
+
+    def wrapped(scale):
+        return Normalized(Normalize([0.5], [0.25]), torch.jit.script(Scaled(scale)))
+
+    assert weights_hash(wrapped(1.0)) != weights_hash(wrapped(2.0))
+    assert weights_hash(wrapped(1.0)) == weights_hash(wrapped(1.0))
