@@ -163,15 +163,15 @@ class ModelSource:
 
     def _load_hf(self, num_classes: int) -> nn.Module:
         folder = Path(self.location)
-        try:
-            from transformers import AutoModelForImageClassification
-        except ImportError:
-            raise ModelError('hf:DIR needs the transformers package: pip install -e ".[hf]"') from None
         if not (folder / "config.json").is_file():
             raise UsageProblem(
                 f"'{folder}' holds no saved Hugging Face model (no config.json); save one there with "
                 "model.save_pretrained(DIR)."
             )
+        try:
+            from transformers import AutoModelForImageClassification
+        except ImportError:
+            raise ModelError('hf:DIR needs the transformers package: pip install -e ".[hf]"') from None
         try:
             return AutoModelForImageClassification.from_pretrained(folder, local_files_only=True)
         except Exception as exc:
