@@ -25,7 +25,7 @@ import json
 import re
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -109,7 +109,7 @@ class ModelSource:
             )
         return network
 
-    def _find_callable(self) -> object:
+    def _find_callable(self) -> Callable[..., object]:
         module = self._import()
         function = getattr(module, self.attribute, None)
         if not callable(function):
