@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,7 +71,12 @@ def load_state_dict_file(module: torch.nn.Module, path: Path) -> None:
     """Load the state dict saved in `path` into `module`: bare, or under one of `STATE_DICT_KEYS` (as
     training checkpoints keep it). A mismatch raises ValueError naming the first missing or unexpected
     key or the first shape that differs."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(
+            "the file holds more than tensors (a whole pickled model?); save model.state_dict() instead"
+        ) from None
     if isinstance(state, dict):
         state = next((state[k] for k in STATE_DICT_KEYS if isinstance(state.get(k), dict)), state)
     if not isinstance(state, dict):

@@ -266,10 +266,12 @@ def test_bad_models_and_options_are_one_line_errors(net_file, args, code, messag
             "'conv1.weight' has shape [4, 3, 3, 3] in the file but [8, 3, 3, 3] in the model",
         ),
         ("torch.nn.Linear(2, 2)", "missing key 'conv1.weight' (and"),
+        (None, "the file holds more than tensors (a whole pickled model?); save model.state_dict() instead"),
     ],
 )
 def test_weights_that_do_not_fit_name_the_first_mismatch(net_file, tmp_path, saved, message):
-    torch.save(eval(saved, vars(net_file)).state_dict(), tmp_path / "other.pt")
+    whole = torch.nn.Linear(2, 2)  # a pickled module, not its state dict
+    torch.save(whole if saved is None else eval(saved, vars(net_file)).state_dict(), tmp_path / "other.pt")
     result = run("-e", "gradient", "--model", "net.py:build", "--weights", "other.pt")
     assert result.exit_code == 1
     assert f"Weights in 'other.pt' do not fit model file:net.build: {message}" in result.output
