@@ -220,11 +220,29 @@ def _metric_options(args: list[str]) -> dict[str, str]:
     help="Compression of new attribution groups.",
 )
 @click.option("--dataset", help="Dataset to use instead of the metric's default.")
-@click.option("--model", help="Model to use instead of the metric's default.")
+@click.option(
+    "--model",
+    help="Model to use instead of the metric's default: a registered name, your own FILE.py:CALLABLE or "
+    "package.module:CALLABLE (returning a torch.nn.Module), a TorchScript file, or hf:DIR (a saved "
+    "Hugging Face image classifier).",
+)
 @click.option(
     "--weights",
     type=click.Path(path_type=Path),
-    help="Weights file for the run's model (--model or the metric's).",
+    help="Weights file for the run's model (--model or the metric's): a state dict, bare or under "
+    "'model', 'state_dict' or 'model_state_dict'.",
+)
+@click.option(
+    "--normalize",
+    help="Input normalisation of your own model, put before it as a first module (explainers see images "
+    "in [0,1]): imagenet, none, or MEAN/STD with one value per channel (0.485,0.456,0.406/0.229,0.224,0.225)."
+    " Default: none, or for hf:DIR the mean/std of its preprocessor_config.json.",
+)
+@click.option(
+    "--cam-layer",
+    help="Layer that CAM methods hook (a dotted module path of the model; NAME:tokens for a transformer "
+    "block whose output is [B, 1+h*w, D]). Default: the model's declared layer, else its last "
+    "convolution that is not a patch embedding.",
 )
 @click.option("--retrain", is_flag=True, help="Train the models again instead of using cached weights.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")

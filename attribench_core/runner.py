@@ -23,6 +23,14 @@ from attribench_core.dataset import Batch, Dataset
 from attribench_core.errors import AttribenchError, ParameterError, UsageProblem
 from attribench_core.explainer import Explainer
 from attribench_core.metric import TARGETS, AttributionRequest, Metric
+from attribench_core.model import Model, model_info
+from attribench_core.model_sources import (
+    ModelSource,
+    UserModel,
+    model_source,
+    parse_normalization,
+    set_cam_layer,
+)
 from attribench_core.params import parse_assignments, resolve_params
 from attribench_core.progress import Progress, no_progress
 from attribench_core.registry import Entry, Registry
@@ -45,8 +53,10 @@ class RunRequest:
     store: Path = Path("attribench.h5")
     options: dict[str, Any] = field(default_factory=dict)
     dataset: str | None = None
-    model: str | None = None
+    model: str | None = None  # a registered name, or a user's model (see model_sources)
     weights: Path | None = None
+    normalize: str | None = None  # a user's model: imagenet, none, MEAN/STD; None: none or hf's own
+    cam_layer: str | None = None  # NAME or NAME:tokens, the run's model's CAM layer
     retrain: bool = False
     compression: str = "lzf"
     keep_going: bool = True  # an explainer that fails is reported, the others go on
@@ -102,6 +112,7 @@ class Resources:
         self.registry, self.request, self.progress = registry, request, progress
         self._datasets: dict[tuple[str, str], Dataset] = {}
         self._models: dict[str, LoadedModel] = {}
+        self._user_models: dict[str, tuple[ModelSource, str]] = {}  # name -> (source, dataset)
         self.default_options = default_options  # the metric's dataset options, for every dataset it uses
         self.dataset_options: dict[str, dict[str, Any]] = {}
         self.weights_model: str | None = None  # the run's model (qualified), which --weights replaces
@@ -132,30 +143,64 @@ class Resources:
             self._datasets[entry.qualified, split] = factory(split=split, seed=self.request.seed, **options)
         return self._datasets[entry.qualified, split]
 
+    def resolve_model(self, spec: str, dataset: str) -> str:
+        """Name the run's model once: a registered model's qualified name, or the derived name of the user's
+        model that `spec` points to (a file.py/module callable, a TorchScript file or hf:DIR), which is
+        then explained on `dataset`. `--weights`, `--normalize` and `--cam-layer` apply to this model."""
+        source = model_source(spec)
+        if source is None:
+            if self.request.normalize is not None:
+                raise UsageProblem(
+                    "--normalize applies to your own model (--model file.py:callable, a TorchScript file or "
+                    f"hf:DIR); registered model {spec} takes its dataset's images as they are."
+                )
+            name = self.registry.resolve("model", spec).qualified
+        else:
+            name = source.name
+            self._user_models[name] = source, dataset
+        self.weights_model = name
+        return name
+
     def model(self, name: str) -> LoadedModel:
-        entry = self.registry.resolve("model", name)
-        if entry.qualified not in self._models:
-            model = entry.load()()
-            data = self.registry.resolve("dataset", model.dataset).qualified
-            if data not in self.dataset_options:
-                given = {**self.default_options, **model.dataset_options}
-                self.dataset_options[data] = _with_defaults(self.registry, data, given)
-            self._models[entry.qualified] = obtain_model(
+        key = name if name in self._user_models else self.registry.resolve("model", name).qualified
+        if key not in self._models:
+            model, data = self._user_model(key) if key in self._user_models else self._registered_model(key)
+            loaded = obtain_model(
                 model,
-                entry.qualified,
+                key,
                 lambda split: self.dataset(data, split),
-                data_key={"dataset": data, "options": self.dataset_options[data]},
+                data_key={"dataset": data, "options": self.options(data)},
                 seed=self.request.seed,
                 device=self.request.device,
-                weights_file=self.request.weights if entry.qualified == self.weights_model else None,
+                weights_file=self.request.weights if key == self.weights_model else None,
                 retrain=self.request.retrain,
                 progress=self.progress,
             )
-        return self._models[entry.qualified]
+            if key == self.weights_model and self.request.cam_layer:
+                set_cam_layer(loaded.module, self.request.cam_layer)
+            self._models[key] = loaded
+        return self._models[key]
+
+    def _registered_model(self, name: str) -> tuple[Model, str]:
+        """The registered model `name` and its dataset, whose options the model may set."""
+        model = self.registry.resolve("model", name).load()()
+        data = self.registry.resolve("dataset", model.dataset).qualified
+        if data not in self.dataset_options:
+            given = {**self.default_options, **model.dataset_options}
+            self.dataset_options[data] = _with_defaults(self.registry, data, given)
+        return model, data
+
+    def _user_model(self, name: str) -> tuple[Model, str]:
+        """The user's model `name` on its dataset, probed with that dataset's first test image."""
+        source, data = self._user_models[name]
+        given = self.request.normalize
+        normalization = source.default_normalization() if given is None else parse_normalization(given)
+        return UserModel(source, data, normalization, self.dataset(data).batch([0]).images), data
 
     def model_checks(self) -> list[dict[str, Any]]:
-        """Name, source ("cache", "trained", "file"), weights hash, and check (summary numbers, passed, the
-        check's table) of every model loaded so far: saved with each run, so a report needs only the store."""
+        """Name, source ("cache", "trained", "file", "built"), weights hash, and check (summary numbers,
+        passed, the check's table) of every model loaded so far: saved with each run, so a report needs only
+        the store."""
         checks = []
         for name, m in self._models.items():
             check: dict[str, Any] = {"model": name, "source": m.source, "weights_hash": m.weights_hash}
@@ -216,9 +261,10 @@ class RunContext:
     def group_key(self, dataset: str, model: str, explainer: ExplainerConfig, target: str) -> GroupKey:
         loaded = self.resources.model(model)
         # the plugin's version is part of the key: a fixed or changed method is recomputed, never mixed in
-        params_hash = short_hash(
-            {"params": explainer.resolved, "target": target, "version": explainer.entry.version}
-        )
+        identity = {"params": explainer.resolved, "target": target, "version": explainer.entry.version}
+        if loaded.name == self.resources.weights_model and self.resources.request.cam_layer:
+            identity["cam_layer"] = self.resources.request.cam_layer  # it changes CAM methods' maps
+        params_hash = short_hash(identity)
         return GroupKey(
             self.resources.dataset_key(dataset), loaded.key, f"{explainer.entry.qualified}@{params_hash}"
         )
@@ -288,8 +334,7 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
     resources = Resources(registry, request, progress, metric.dataset_options())
     # instance attributes: a metric may choose its dataset and model from its options
     dataset = registry.resolve("dataset", request.dataset or metric.dataset).qualified
-    model = registry.resolve("model", request.model or metric.model).qualified
-    resources.weights_model = model
+    model = resources.resolve_model(request.model or metric.model, dataset)
     resources.model(model)
     data = resources.dataset(dataset)
     if "regions" in metric.requires and not data.batch([0]).regions:
@@ -339,6 +384,7 @@ def plan(ctx: RunContext) -> list[AttributionTask]:
                 "dataset_options": ctx.resources.options(req.dataset),
                 "model": req.model,
                 "weights_hash": loaded.weights_hash,
+                "cam_layer": model_info(loaded.module).cam_layer,
                 "explainer": config.entry.qualified,
                 "params": config.resolved,
                 "target": req.target,

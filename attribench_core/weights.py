@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ class LoadedModel:
     name: str
     module: torch.nn.Module
     weights_hash: str
-    source: str  # "cache", "trained" or "file"
+    source: str  # "cache", "trained", "file" or "built" (a user's network with its own weights)
     verification: Verification | None = None
 
     @property
@@ -49,11 +50,52 @@ def weights_hash(module: torch.nn.Module) -> str:
     for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    if isinstance(module, torch.jit.ScriptModule):
+    for scripted in _outermost_scripts(module):
         serialised = io.BytesIO()
-        torch.jit.save(module, serialised)
+        torch.jit.save(scripted, serialised)
         digest.update(serialised.getvalue())
     return digest.hexdigest()
+
+
+def _outermost_scripts(module: torch.nn.Module) -> list[torch.jit.ScriptModule]:
+    """The TorchScript modules in `module` (itself, or inside wrappers such as `Normalized`), not nested."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return [module]
+    return [s for child in module.children() for s in _outermost_scripts(child)]
+
+
+STATE_DICT_KEYS = ("model", "state_dict", "model_state_dict")
+
+
+def load_state_dict_file(module: torch.nn.Module, path: Path) -> None:
+    """Load the state dict saved in `path` into `module`: bare, or under one of `STATE_DICT_KEYS` (as
+    training checkpoints keep it). A mismatch raises ValueError naming the first missing or unexpected
+    key or the first shape that differs."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(
+            "the file holds more than tensors (a whole pickled model?); save model.state_dict() instead"
+        ) from None
+    if isinstance(state, dict):
+        state = next((state[k] for k in STATE_DICT_KEYS if isinstance(state.get(k), dict)), state)
+    if not isinstance(state, dict):
+        raise ValueError(f"the file holds a {type(state).__name__}, not a state dict")
+    expected = module.state_dict()
+    for problem, keys in (
+        ("missing key", [k for k in expected if k not in state]),
+        ("unexpected key", [k for k in state if k not in expected]),
+    ):
+        if keys:
+            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+            raise ValueError(f"{problem} '{keys[0]}'{more}")
+    for key, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.shape != expected[key].shape:
+            model_shape = list(expected[key].shape)
+            raise ValueError(
+                f"'{key}' has shape {list(tensor.shape)} in the file but {model_shape} in the model"
+            )
+    module.load_state_dict(state)
 
 
 def obtain_model(
@@ -73,6 +115,9 @@ def obtain_model(
     shape = test_set.num_classes, test_set.image_shape
     if weights_file is not None:
         loaded = _from_file(model, weights_file, name, *shape)
+    elif model.built_with_weights:
+        module = model.build(*shape)
+        loaded = LoadedModel(name, module, weights_hash(module), "built")
     elif model.recipe is None:
         raise ModelError(f"Model {name} has no training recipe here; pass its weights with --weights FILE.")
     else:

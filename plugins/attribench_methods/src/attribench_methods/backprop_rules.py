@@ -29,8 +29,9 @@ class _ReLURuleExplainer(CaptumExplainer):
     canonical = True
 
     def attribution_model(self, model: torch.nn.Module, inputs: torch.Tensor) -> torch.nn.Module:
-        if not any(isinstance(m, nn.ReLU) for m in model.modules()):
-            found = activation_names(model)
+        clone = super().attribution_model(model, inputs)  # refuses TorchScript, whose ReLUs are hidden
+        if not any(isinstance(m, nn.ReLU) for m in clone.modules()):
+            found = activation_names(clone)
             activations = (
                 f"its activation modules are {', '.join(found)}"
                 if found
@@ -41,7 +42,7 @@ class _ReLURuleExplainer(CaptumExplainer):
                 f"nn.ReLU modules) and this model has no nn.ReLU: {activations}; use a gradient method "
                 "(gradient, ig) instead."
             )
-        return super().attribution_model(model, inputs)
+        return clone
 
 
 class GuidedBackprop(_ReLURuleExplainer):

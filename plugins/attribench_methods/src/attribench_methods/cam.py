@@ -7,7 +7,7 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 
 from attribench_core.explainer import Explainer
-from attribench_core.model import cam_layer
+from attribench_core.model import cam_layer_path
 from attribench_methods.backprop_rules import GuidedBackprop
 from attribench_methods.common import checked_batch, quiet_captum
 from attribench_methods.model_checks import PerCall, UnsupportedModelError, canonical_copy
@@ -17,16 +17,17 @@ class GradCAM(Explainer):
     """Grad-CAM: the CAM layer's activations weighted by their spatially averaged gradients of the target
     logit, summed over channels, ReLU'd, then bilinearly upsampled to the input's H×W; `[B,1,H,W]`, ≥ 0.
 
-    The layer is `cam_layer(model)`: the model's declared `ModelInfo.cam_layer`, else its last Conv2d.
-    Not divided by its maximum (the benchmarks normalise).
+    The layer is `cam_layer_path(model)`: the model's declared `ModelInfo.cam_layer`, else its last
+    convolution that is not a patch embedding. A layer declared as `NAME:tokens` (a transformer block) has
+    its output tokens read as a feature map (`token_grad_cam`). Not divided by its maximum (the benchmarks
+    normalise).
     """
 
     channel_less = True
 
     def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         inputs, targets = checked_batch(model, inputs, targets)
-        layer = cam_layer(model)
-        path = next(name for name, m in model.named_modules() if m is layer)
+        path, tokens = cam_layer_path(model, method="GradCAM")
         clone = canonical_copy(model, inputs, method="GradCAM")
         hooked = clone.get_submodule(path)
         if isinstance(hooked, PerCall):
@@ -34,9 +35,49 @@ class GradCAM(Explainer):
                 f"GradCAM: the CAM layer '{path}' runs {len(hooked.copies)} times per forward pass, so its "
                 "activation map is ambiguous; declare a layer that runs once (ModelInfo.cam_layer)."
             )
-        with quiet_captum():
-            cam = LayerGradCam(clone, hooked).attribute(inputs, target=targets, relu_attributions=True)
+        if tokens:
+            cam = token_grad_cam(clone, hooked, path, inputs, targets)
+        else:
+            with quiet_captum():
+                cam = LayerGradCam(clone, hooked).attribute(inputs, target=targets, relu_attributions=True)
         return LayerAttribution.interpolate(cam, tuple(inputs.shape[2:]), interpolate_mode="bilinear")
+
+
+def token_grad_cam(
+    model: torch.nn.Module, layer: torch.nn.Module, path: str, inputs: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Grad-CAM `[B,1,h,w]` on a transformer block whose output is `[B, 1+h*w, D]`: the class token dropped,
+    the h×w patch tokens (row-major, h/w as the input's aspect) read as a map `[B,D,h,w]`, as
+    pytorch-grad-cam's `reshape_transform` does for ViTs; then the same weighting as Captum's LayerGradCam."""
+    captured: list[torch.Tensor] = []
+
+    def keep(module: torch.nn.Module, args: object, output: object) -> None:
+        captured.append(output[0] if isinstance(output, tuple) else output)
+
+    handle = layer.register_forward_hook(keep)
+    try:
+        logits = model(inputs.requires_grad_(True))
+    finally:
+        handle.remove()
+    if not captured:
+        raise UnsupportedModelError(f"GradCAM: the CAM layer '{path}' does not run in the forward pass.")
+    (gradients,) = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), captured[0])
+    activations, gradients = (_token_map(t, path, inputs.shape[2:]) for t in (captured[0], gradients))
+    weights = gradients.mean(dim=(2, 3), keepdim=True)
+    return torch.relu((weights * activations).sum(dim=1, keepdim=True)).detach()
+
+
+def _token_map(tokens: torch.Tensor, path: str, size: tuple[int, ...]) -> torch.Tensor:
+    """`[B, 1+h*w, D]` -> `[B, D, h, w]` with h/w = H/W of `size`, or a refusal naming the layer."""
+    patches = tokens.shape[1] - 1 if tokens.dim() == 3 else 0
+    rows = round((patches * size[0] / size[1]) ** 0.5)
+    if patches < 1 or rows * (patches // max(rows, 1)) != patches:
+        raise UnsupportedModelError(
+            f"GradCAM: '{path}:tokens' needs a layer whose output is [B, 1+h*w, D] with h/w as the image's "
+            f"H/W; it gives {list(tokens.shape)}."
+        )
+    batch, _, dim = tokens.shape
+    return tokens[:, 1:].reshape(batch, rows, patches // rows, dim).permute(0, 3, 1, 2)
 
 
 class GuidedGradCAM(Explainer):

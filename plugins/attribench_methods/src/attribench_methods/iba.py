@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from attribench_core.explainer import Explainer
-from attribench_core.model import cam_layer
+from attribench_core.model import cam_layer, check_hookable
 from attribench_core.params import Param
 from attribench_methods.common import checked_batch, generator_or_default
 from attribench_methods.gradients import INTERNAL_BATCH_SIZE
@@ -97,6 +97,7 @@ class IBA(Explainer):
             )
 
     def bottleneck_layer(self, model: torch.nn.Module) -> tuple[str, torch.nn.Module]:
+        check_hookable(model, "IBA")
         path = self.params["layer"]
         if not path:
             layer = cam_layer(model)

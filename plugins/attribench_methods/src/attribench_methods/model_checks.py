@@ -24,6 +24,7 @@ from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 from torch import nn
 
 from attribench_core.errors import AttribenchError
+from attribench_core.model import check_hookable
 
 
 class UnsupportedModelError(AttribenchError, ValueError):
@@ -79,8 +80,10 @@ def canonical_copy(model: nn.Module, inputs: torch.Tensor, *, method: str) -> nn
     """A deep copy of `model` with in-place activations made out-of-place and every leaf module that one
     forward calls k > 1 times replaced by a `PerCall` of k copies (found by a probe pass on `inputs[:1]`).
 
-    The copy computes the same function; the caller's model is never touched.
+    The copy computes the same function; the caller's model is never touched. TorchScript, whose modules
+    take no hooks, is refused here for every hook-based method.
     """
+    check_hookable(model, method)
     try:
         clone = copy.deepcopy(model)
     except Exception as exc:
