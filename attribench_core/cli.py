@@ -16,6 +16,7 @@ import click
 
 from attribench_core import __version__, plugins
 from attribench_core.errors import AttribenchError, UsageProblem
+from attribench_core.progress import LineProgress
 from attribench_core.registry import KINDS, Entry
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -279,18 +280,23 @@ def check_device(device: str) -> None:
 
 
 class RichProgress:
-    """A rich progress display as a `Progress` callable (on stderr when stdout carries JSON)."""
+    """A rich progress display as a `Progress` callable (on stderr when stdout carries JSON). Where that
+    stream is not a terminal (nohup, CI, a log file), which rich would leave blank until the end, plain
+    lines go to stderr instead (`LineProgress`: count, rate and ETA every 10 s, and at the end)."""
 
     def __init__(self, stderr: bool):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        console = _console(stderr)
+        self.lines = None if console.is_terminal else LineProgress(sys.stderr)
         self.bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=_console(stderr),
+            console=console,
             transient=False,
+            disable=self.lines is not None,
         )
 
     def __enter__(self):
@@ -301,6 +307,8 @@ class RichProgress:
         self.bar.stop()
 
     def __call__(self, description: str, total: int):
+        if self.lines is not None:
+            return self.lines(description, total)
         task = self.bar.add_task(description, total=total)
         return lambda n: self.bar.advance(task, n)
 
