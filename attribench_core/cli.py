@@ -228,6 +228,22 @@ def _metric_options(args: list[str]) -> dict[str, str]:
     help="Weights file for the run's model (--model or the metric's).",
 )
 @click.option("--retrain", is_flag=True, help="Train the models again instead of using cached weights.")
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path),
+    help="Your image folder (DIR/<class>/<image>, optional classes.txt): the run uses core.images on it.",
+)
+@click.option(
+    "--annotations",
+    type=click.Path(path_type=Path),
+    help="Ground-truth regions for --images: a COCO .json, or a folder of mask PNGs or VOC XML files.",
+)
+@click.option(
+    "--size",
+    type=int,
+    help="Side of the --images after resizing the shorter side and centre cropping (default 224); "
+    "without --images, the metric's own --size option.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON result here."
@@ -247,10 +263,13 @@ def run_command(
     check_device(kwargs["device"])
     if out is not None and not out.parent.is_dir():
         raise UsageProblem(f"Folder of --out '{out.parent}' does not exist.")
+    options = _metric_options(ctx.args)
+    if kwargs["images"] is None and kwargs["size"] is not None:  # e.g. bam.mcs --size 64
+        options["size"] = str(kwargs.pop("size"))
     request = RunRequest(
         metric=metric,
         explainers=list(explainers),
-        options=_metric_options(ctx.args),
+        options=options,
         keep_going=not ctx.find_root().params.get("debug", False),
         **kwargs,
     )

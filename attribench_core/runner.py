@@ -50,6 +50,9 @@ class RunRequest:
     retrain: bool = False
     compression: str = "lzf"
     keep_going: bool = True  # an explainer that fails is reported, the others go on
+    images: Path | None = None  # your image folder: the run's data is core.images on it
+    annotations: Path | None = None  # its regions: COCO .json, or a folder of masks / VOC XML
+    size: int | None = None  # its side after resize and centre crop (core.images' default when None)
 
 
 @dataclass
@@ -289,6 +292,8 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
     # instance attributes: a metric may choose its dataset and model from its options
     dataset = registry.resolve("dataset", request.dataset or metric.dataset).qualified
     model = registry.resolve("model", request.model or metric.model).qualified
+    if request.images is not None or request.annotations is not None or request.size is not None:
+        dataset = _use_image_folder(registry, request, resources, model)
     resources.weights_model = model
     resources.model(model)
     data = resources.dataset(dataset)
@@ -308,6 +313,33 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
         index,
         explainers,
     )
+
+
+IMAGE_FOLDER = "core.images"
+
+
+def _use_image_folder(registry: Registry, request: RunRequest, resources: Resources, model: str) -> str:
+    """`--images DIR [--annotations PATH] [--size N]`: the run's data becomes core.images with these
+    options, resolved (and the folder fingerprinted) once; the model must be one made for it."""
+    from attribench_core.builtin.images import DEFAULT_SIZE, dataset_options
+
+    if request.images is None:
+        raise UsageProblem(
+            "--annotations and --size describe an image folder; give the folder with --images DIR."
+        )
+    if request.dataset and registry.resolve("dataset", request.dataset).qualified != IMAGE_FOLDER:
+        raise UsageProblem(f"--images DIR replaces the dataset; drop --dataset {request.dataset}.")
+    made_for = registry.resolve("dataset", registry.resolve("model", model).load().dataset).qualified
+    if made_for != IMAGE_FOLDER:
+        raise UsageProblem(
+            f"--images needs a model for your images, but {model} is made for {made_for}; pass --model "
+            "(e.g. --model soco.torchscript --weights model.pt)."
+        )
+    options = dataset_options(
+        str(request.images), str(request.annotations or ""), request.size or DEFAULT_SIZE
+    )
+    resources.dataset_options[IMAGE_FOLDER] = _with_defaults(registry, IMAGE_FOLDER, options)
+    return IMAGE_FOLDER
 
 
 def versions(entries: list[Entry]) -> dict[str, str]:
@@ -378,6 +410,8 @@ def execute(
         advance = progress(f"attributions {task.explainer.label}", sum(map(len, task.batches)))
         try:
             done.computed += _compute(ctx, task, advance)
+        except UsageProblem:
+            raise  # bad input (an unreadable image, a mask of the wrong size): no explainer can do better
         except Exception as exc:
             if not keep_going:
                 raise
