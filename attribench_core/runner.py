@@ -290,10 +290,11 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
     explainers = {c.label: c for c in configs}
     resources = Resources(registry, request, progress, metric.dataset_options())
     # instance attributes: a metric may choose its dataset and model from its options
-    dataset = registry.resolve("dataset", request.dataset or metric.dataset).qualified
     model = registry.resolve("model", request.model or metric.model).qualified
     if request.images is not None or request.annotations is not None or request.size is not None:
         dataset = _use_image_folder(registry, request, resources, model)
+    else:
+        dataset = registry.resolve("dataset", request.dataset or metric.dataset).qualified
     resources.weights_model = model
     resources.model(model)
     data = resources.dataset(dataset)
