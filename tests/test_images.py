@@ -2,6 +2,8 @@
 checked pixel by pixel against what the test drew, and runs of the localisation metrics on it."""
 
 import json
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 from pycocotools import mask as coco_mask
 
+from attribench_core.builtin.annotations import read_coco
 from attribench_core.builtin.images import dataset_options, make_images
 from attribench_core.cli import cli
 from attribench_core.errors import UsageProblem
@@ -284,6 +287,14 @@ def test_annotations_that_do_not_fit_are_one_line_usage_errors(tmp_path):
     (root / "cat" / "a.xml").write_text(_voc([("cat", (0, 0, 4, 4))], width=50))
     with pytest.raises(UsageProblem, match=r"a\.xml' is for a 50x40 image, but .*a\.png' is 48x40"):
         make_images(root=str(root), size=20)[0]
+
+
+def test_coco_without_pycocotools_names_the_install(tmp_path, monkeypatch):
+    root, coco = _photos(tmp_path / "photos"), _coco(tmp_path / "instances.json")
+    monkeypatch.setitem(sys.modules, "pycocotools.mask", None)
+    read_coco.cache_clear()
+    with pytest.raises(UsageProblem, match=re.escape("need pycocotools: pip install 'attribench[coco]'")):
+        make_images(root=str(root), annotations=str(coco))
 
 
 def _run(*args: str):
