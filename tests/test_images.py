@@ -18,6 +18,10 @@ from attribench_core.builtin.images import dataset_options, make_images
 from attribench_core.cli import cli
 from attribench_core.errors import UsageProblem
 
+# pycocotools' decode trips numpy 2's __array__ deprecation; not ours to fix
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
+)
 H, W = 40, 48  # every drawn image; at --size 40 the centre crop keeps columns 4..43
 # (class folder, image, target box, other box) as (top, left, bottom, right), bottom/right exclusive
 DRAWN = {

@@ -37,7 +37,7 @@ Size = tuple[int, int]  # (width, height), as PIL gives it
 BOX = ("xmin", "ymin", "xmax", "ymax")
 
 
-def key(name: str) -> str:
+def name_key(name: str) -> str:
     """How class and category names are compared: case-insensitive, "_" read as a space."""
     return name.strip().lower().replace("_", " ")
 
@@ -93,7 +93,7 @@ class VocFile(Source):
             declared = root.find("size")
             boxes = [
                 (
-                    key(obj.findtext("name") or ""),
+                    name_key(obj.findtext("name") or ""),
                     *(round(float(obj.findtext(f"bndbox/{k}") or "")) for k in BOX),
                 )
                 for obj in root.iter("object")
@@ -158,7 +158,7 @@ def read_coco(path: Path, stamp: tuple[int, int]) -> dict[str, CocoImage]:
         ) from None
     try:
         data = json.loads(path.read_text())
-        names = {c["id"]: key(c["name"]) for c in data["categories"]}
+        names = {c["id"]: name_key(c["name"]) for c in data["categories"]}
         instances: dict[Any, list[tuple[str, Any]]] = {}
         for ann in data["annotations"]:
             instances.setdefault(ann["image_id"], []).append((names[ann["category_id"]], ann["segmentation"]))
@@ -186,10 +186,10 @@ class Annotations:
         """`{"target": mask, "other": mask}` of image `index` at its own size (empty if not annotated)."""
         source = self.sources[index]
         if source is None:
-            empty = np.zeros((size[1], size[0]), dtype=np.uint8)
+            empty = np.zeros((size[1], size[0]), dtype=bool)
             return {TARGET: empty, OTHER: empty}
         target, other = source.masks(image, size, classes)
-        return {TARGET: target.astype(np.uint8), OTHER: other.astype(np.uint8)}
+        return {TARGET: target, OTHER: other}
 
 
 def _first(*candidates: Path) -> Path | None:

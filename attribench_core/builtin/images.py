@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from attribench_core.builtin.annotations import ROLES, Annotations, find_annotations, key
+from attribench_core.builtin.annotations import ROLES, Annotations, find_annotations, name_key
 from attribench_core.dataset import Dataset, Sample
 from attribench_core.errors import UsageProblem
 
@@ -177,7 +176,7 @@ class ImageFolder(Dataset):
         self.num_classes = len(found.folders)  # type: ignore[misc]
         self.class_names = found.folders  # type: ignore[misc]
         self.class_keys = [
-            frozenset({key(f), key(n)}) for f, n in zip(found.folders, found.names, strict=True)
+            frozenset({name_key(f), name_key(n)}) for f, n in zip(found.folders, found.names, strict=True)
         ]
 
     @property
@@ -198,7 +197,9 @@ class ImageFolder(Dataset):
         if self.annotations is not None:
             outlines = self.annotations.regions(index, self.root / name, picture.size, self.class_keys[label])
             regions = {
-                region: torch.from_numpy(np.asarray(fit(Image.fromarray(mask), self.size, nearest=True)) > 0)
+                region: torch.from_numpy(
+                    np.asarray(fit(Image.fromarray(mask.astype(np.uint8)), self.size, True)) > 0
+                )
                 for region, mask in outlines.items()
             }
         return Sample(
@@ -223,5 +224,5 @@ def make_images(
     if size < 1:
         raise UsageProblem(f"core.images needs a positive image size; got {size}.")
     found = listing(root)
-    paths: Sequence[Path] = [p for p, _ in found.files]
-    return ImageFolder(Path(root), found, size, find_annotations(Path(root), paths, annotations), split)
+    annotated = find_annotations(Path(root), [p for p, _ in found.files], annotations)
+    return ImageFolder(Path(root), found, size, annotated, split)
