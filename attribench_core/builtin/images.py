@@ -196,12 +196,9 @@ class ImageFolder(Dataset):
         regions = {}
         if self.annotations is not None:
             outlines = self.annotations.regions(index, self.root / name, picture.size, self.class_keys[label])
-            regions = {
-                region: torch.from_numpy(
-                    np.asarray(fit(Image.fromarray(mask.astype(np.uint8)), self.size, True)) > 0
-                )
-                for region, mask in outlines.items()
-            }
+            for region, mask in outlines.items():
+                fitted = fit(Image.fromarray(mask.astype(np.uint8)), self.size, nearest=True)
+                regions[region] = torch.from_numpy(np.asarray(fitted) > 0)
         return Sample(
             image=torch.from_numpy(image),
             label=label,
