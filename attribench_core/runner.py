@@ -291,17 +291,19 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
     resources = Resources(registry, request, progress, metric.dataset_options())
     # instance attributes: a metric may choose its dataset and model from its options
     model = registry.resolve("model", request.model or metric.model).qualified
+    resources.weights_model = model
     if request.images is not None or request.annotations is not None or request.size is not None:
-        dataset = _use_image_folder(registry, request, resources, model)
+        dataset = _use_image_folder(registry, request, resources, model)  # checked before any training
     else:
         dataset = registry.resolve("dataset", request.dataset or metric.dataset).qualified
-    resources.weights_model = model
-    resources.model(model)
+        resources.model(model)  # first: a model may set its dataset's options
     data = resources.dataset(dataset)
     if "regions" in metric.requires and not data.batch([0]).regions:
+        hint = "; give them with --annotations PATH" if dataset == IMAGE_FOLDER else ""
         raise UsageProblem(
-            f"Metric {metric_entry.qualified} needs ground-truth regions; dataset {dataset} has none."
+            f"Metric {metric_entry.qualified} needs ground-truth regions; dataset {dataset} has none{hint}."
         )
+    resources.model(model)
     index = sample_index(
         len(data), metric.num_imgs if request.num_imgs is None else request.num_imgs, request.seed
     )

@@ -17,6 +17,7 @@ from attribench_core.builtin.annotations import read_coco
 from attribench_core.builtin.images import dataset_options, make_images
 from attribench_core.cli import cli
 from attribench_core.errors import UsageProblem
+from attribench_core.testing import tiny_model
 
 # pycocotools' decode trips numpy 2's __array__ deprecation; not ours to fix
 pytestmark = pytest.mark.filterwarnings(
@@ -118,6 +119,23 @@ def test_images_are_listed_by_classes_txt_and_decoded_at_the_crop(tmp_path):
     assert torch.equal(sample.image, torch.from_numpy(expected.transpose(2, 0, 1) / 255).float())
     train = make_images("train", seed=3, root=str(tmp_path / "photos"), size=40)
     assert torch.equal(train[4].image, data[4].image) and train.split == "train"
+
+
+def test_the_shorter_side_is_resized_then_the_centre_cropped(tmp_path):
+    def crop(pixels: np.ndarray, size: int) -> np.ndarray:
+        folder = tmp_path / f"{pixels.shape[0]}x{pixels.shape[1]}"
+        (folder / "a").mkdir(parents=True)
+        Image.fromarray(np.repeat(pixels[:, :, None], 3, 2).astype(np.uint8)).save(folder / "a" / "x.png")
+        return make_images(root=str(folder), size=size)[0].image.numpy() * 255
+
+    columns = np.repeat((np.arange(8) * 30)[None, :], 4, 0)  # 4x8 (HxW): each column its own grey
+    assert np.allclose(crop(columns, 4), np.broadcast_to(np.arange(2, 6) * 30.0, (3, 4, 4)))
+    rows = columns.T  # 8x4: each row its own grey; rows 2..5 remain
+    assert np.allclose(crop(rows, 4), np.broadcast_to((np.arange(2, 6) * 30.0)[:, None], (3, 4, 4)))
+    halves = np.zeros((20, 40))  # black left half, white right half: resized to 10x20, columns 5..14 kept
+    halves[:, 20:] = 255
+    image = crop(halves, 10)
+    assert image.shape == (3, 10, 10) and np.all(image[:, :, :4] == 0) and np.all(image[:, :, 6:] == 255)
 
 
 def test_a_class_index_json_maps_folders_to_outputs_and_names_match_annotations(tmp_path):
@@ -325,6 +343,9 @@ def test_bad_folders_and_annotations_are_one_line_errors_from_the_cli(test_plugi
     root = _photos(tmp_path / "photos")
     _mask_png(tmp_path / "masks" / "dog" / "d.png", np.ones((10, 12), bool))
     model = ["--model", "t.folder_cnn", "-e", "t.grad", "--size", "8"]
+    coco = _coco(tmp_path / "instances.json")
+    weights = tmp_path / "weights.pt"
+    torch.save(tiny_model(3).state_dict(), weights)
     cases = [
         (["--images", str(made["bare"]), *model], "hold no images"),
         (
@@ -332,10 +353,16 @@ def test_bad_folders_and_annotations_are_one_line_errors_from_the_cli(test_plugi
             "none of",
         ),
         (["--images", str(root), "--annotations", str(tmp_path / "masks"), *model], "d.png' is 12x10"),
-        (["--images", str(made["broken"]), *model], "Cannot read image"),
+        (["--images", str(made["broken"]), "--annotations", str(coco), *model], "Cannot read image"),
+        # with weights from a file nothing trains: the bad image stops the attributions, not one explainer
+        (
+            ["--images", str(made["broken"]), "--annotations", str(coco), *model, "--weights", str(weights)],
+            "bad.png",
+        ),
         (["--images", str(made["unlisted"]), *model], "is not listed in"),
         (["--annotations", str(tmp_path / "o.json")], "give the folder with --images DIR"),
         (["--images", str(root)], "needs a model for your images, but core.toy_cnn is made for core.toy"),
+        (["--images", str(root), *model], "dataset core.images has none; give them with --annotations PATH"),
     ]
     for args, message in cases:
         result = _run("core.relevance_mass", *args)
