@@ -32,6 +32,9 @@ from attribench_core.store import AttributionStore, GroupKey, ResultRecord, Stor
 from attribench_core.weights import LoadedModel, obtain_model
 
 
+IMAGE_FOLDER = "core.images"  # the dataset of --images DIR
+
+
 @dataclass
 class RunRequest:
     """Everything `attribench run` was asked; strings as typed, resolved by `prepare`."""
@@ -316,9 +319,6 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
         index,
         explainers,
     )
-
-
-IMAGE_FOLDER = "core.images"
 
 
 def _use_image_folder(registry: Registry, request: RunRequest, resources: Resources, model: str) -> str:
