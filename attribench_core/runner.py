@@ -31,7 +31,6 @@ from attribench_core.seeding import derive_seed
 from attribench_core.store import AttributionStore, GroupKey, ResultRecord, Stored, short_hash
 from attribench_core.weights import LoadedModel, obtain_model
 
-
 IMAGE_FOLDER = "core.images"  # the dataset of --images DIR
 
 
