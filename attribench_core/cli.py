@@ -16,6 +16,7 @@ import click
 
 from attribench_core import __version__, plugins
 from attribench_core.errors import AttribenchError, UsageProblem
+from attribench_core.progress import LineProgress
 from attribench_core.registry import KINDS, Entry
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -245,6 +246,22 @@ def _metric_options(args: list[str]) -> dict[str, str]:
     "convolution that is not a patch embedding.",
 )
 @click.option("--retrain", is_flag=True, help="Train the models again instead of using cached weights.")
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path),
+    help="Your image folder (DIR/<class>/<image>, optional classes.txt): the run uses core.images on it.",
+)
+@click.option(
+    "--annotations",
+    type=click.Path(path_type=Path),
+    help="Ground-truth regions for --images: a COCO .json, or a folder of mask PNGs or VOC XML files.",
+)
+@click.option(
+    "--size",
+    type=int,
+    help="Side of the --images after resizing the shorter side and centre cropping (default 224); "
+    "without --images, the metric's own --size option.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON result here."
@@ -264,10 +281,13 @@ def run_command(
     check_device(kwargs["device"])
     if out is not None and not out.parent.is_dir():
         raise UsageProblem(f"Folder of --out '{out.parent}' does not exist.")
+    options = _metric_options(ctx.args)
+    if kwargs["images"] is None and kwargs["size"] is not None:  # e.g. bam.mcs --size 64
+        options["size"] = str(kwargs.pop("size"))
     request = RunRequest(
         metric=metric,
         explainers=list(explainers),
-        options=_metric_options(ctx.args),
+        options=options,
         keep_going=not ctx.find_root().params.get("debug", False),
         **kwargs,
     )
@@ -297,18 +317,23 @@ def check_device(device: str) -> None:
 
 
 class RichProgress:
-    """A rich progress display as a `Progress` callable (on stderr when stdout carries JSON)."""
+    """A rich progress display as a `Progress` callable (on stderr when stdout carries JSON). Where that
+    stream is not a terminal (nohup, CI, a log file), which rich would leave blank until the end, plain
+    lines go to stderr instead (`LineProgress`: count, rate and ETA every 10 s, and at the end)."""
 
     def __init__(self, stderr: bool):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        console = _console(stderr)
+        self.lines = None if console.is_terminal else LineProgress(sys.stderr)
         self.bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=_console(stderr),
+            console=console,
             transient=False,
+            disable=self.lines is not None,
         )
 
     def __enter__(self):
@@ -319,6 +344,8 @@ class RichProgress:
         self.bar.stop()
 
     def __call__(self, description: str, total: int):
+        if self.lines is not None:
+            return self.lines(description, total)
         task = self.bar.add_task(description, total=total)
         return lambda n: self.bar.advance(task, n)
 

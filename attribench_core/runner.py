@@ -39,6 +39,8 @@ from attribench_core.seeding import derive_seed
 from attribench_core.store import AttributionStore, GroupKey, ResultRecord, Stored, short_hash
 from attribench_core.weights import LoadedModel, obtain_model
 
+IMAGE_FOLDER = "core.images"  # the dataset of --images DIR
+
 
 @dataclass
 class RunRequest:
@@ -60,6 +62,9 @@ class RunRequest:
     retrain: bool = False
     compression: str = "lzf"
     keep_going: bool = True  # an explainer that fails is reported, the others go on
+    images: Path | None = None  # your image folder: the run's data is core.images on it
+    annotations: Path | None = None  # its regions: COCO .json, or a folder of masks / VOC XML
+    size: int | None = None  # its side after resize and centre crop (core.images' default when None)
 
 
 @dataclass
@@ -160,6 +165,10 @@ class Resources:
             self._user_models[name] = source, dataset
         self.weights_model = name
         return name
+
+    def is_user_model(self, name: str) -> bool:
+        """Whether `name` is the user's model (from `resolve_model`), not a registered one."""
+        return name in self._user_models
 
     def model(self, name: str) -> LoadedModel:
         key = name if name in self._user_models else self.registry.resolve("model", name).qualified
@@ -333,14 +342,24 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
     explainers = {c.label: c for c in configs}
     resources = Resources(registry, request, progress, metric.dataset_options())
     # instance attributes: a metric may choose its dataset and model from its options
-    dataset = registry.resolve("dataset", request.dataset or metric.dataset).qualified
+    image_folder = any(v is not None for v in (request.images, request.annotations, request.size))
+    dataset = (
+        IMAGE_FOLDER
+        if image_folder
+        else registry.resolve("dataset", request.dataset or metric.dataset).qualified
+    )
     model = resources.resolve_model(request.model or metric.model, dataset)
-    resources.model(model)
+    if image_folder:
+        _use_image_folder(registry, request, resources, model)  # checked before any training
+    else:
+        resources.model(model)  # first: a model may set its dataset's options
     data = resources.dataset(dataset)
     if "regions" in metric.requires and not data.batch([0]).regions:
+        hint = "; give them with --annotations PATH" if dataset == IMAGE_FOLDER else ""
         raise UsageProblem(
-            f"Metric {metric_entry.qualified} needs ground-truth regions; dataset {dataset} has none."
+            f"Metric {metric_entry.qualified} needs ground-truth regions; dataset {dataset} has none{hint}."
         )
+    resources.model(model)
     index = sample_index(
         len(data), metric.num_imgs if request.num_imgs is None else request.num_imgs, request.seed
     )
@@ -353,6 +372,30 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
         index,
         explainers,
     )
+
+
+def _use_image_folder(registry: Registry, request: RunRequest, resources: Resources, model: str) -> None:
+    """`--images DIR [--annotations PATH] [--size N]`: the run's data becomes core.images with these
+    options, resolved (and the folder fingerprinted) once; the model must be one made for it."""
+    from attribench_core.builtin.images import DEFAULT_SIZE, dataset_options
+
+    if request.images is None:
+        raise UsageProblem(
+            "--annotations and --size describe an image folder; give the folder with --images DIR."
+        )
+    if request.dataset and registry.resolve("dataset", request.dataset).qualified != IMAGE_FOLDER:
+        raise UsageProblem(f"--images DIR replaces the dataset; drop --dataset {request.dataset}.")
+    if not resources.is_user_model(model):
+        made_for = registry.resolve("dataset", registry.resolve("model", model).load().dataset).qualified
+        if made_for != IMAGE_FOLDER:
+            raise UsageProblem(
+                f"--images needs a model for your images, but {model} is made for {made_for}; pass yours "
+                "with --model (file.py:build, model.pt or hf:DIR)."
+            )
+    options = dataset_options(
+        str(request.images), str(request.annotations or ""), request.size or DEFAULT_SIZE
+    )
+    resources.dataset_options[IMAGE_FOLDER] = _with_defaults(registry, IMAGE_FOLDER, options)
 
 
 def versions(entries: list[Entry]) -> dict[str, str]:
@@ -424,6 +467,8 @@ def execute(
         advance = progress(f"attributions {task.explainer.label}", sum(map(len, task.batches)))
         try:
             done.computed += _compute(ctx, task, advance)
+        except UsageProblem:
+            raise  # bad input (an unreadable image, a mask of the wrong size): no explainer can do better
         except Exception as exc:
             if not keep_going:
                 raise

@@ -14,11 +14,6 @@ from attribench_core.model import Recipe
 from attribench_core.progress import Progress
 
 
-def _arrays(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    batch = dataset.batch(np.arange(len(dataset)))
-    return batch.images, batch.labels
-
-
 def fit_classifier(
     module: torch.nn.Module,
     train_set: Dataset,
@@ -31,9 +26,10 @@ def fit_classifier(
     validation: Dataset | None = None,
 ) -> None:
     """Adam + cross-entropy for `recipe.epochs`; resumes from `checkpoint` if one exists. `validation` (the
-    test split, handed to every model's `fit` for early stopping) is not used by this fixed-length loop."""
+    test split, handed to every model's `fit` for early stopping) is not used by this fixed-length loop.
+    Each step reads its batch from `train_set.batch`, so a streamed dataset is never held whole."""
     generator = torch.Generator().manual_seed(seed)
-    images, labels = _arrays(train_set)
+    size = len(train_set)
     module.to(device).train()
     optimizer = torch.optim.Adam(module.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     first_epoch = 0
@@ -43,15 +39,15 @@ def fit_classifier(
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         first_epoch = int(state["epoch"])
-    steps_per_epoch = -(-len(images) // recipe.batch_size)
+    steps_per_epoch = -(-size // recipe.batch_size)
     advance = progress("training", recipe.epochs * steps_per_epoch) if progress else None
     if advance:
         advance(first_epoch * steps_per_epoch)
     for epoch in range(first_epoch, recipe.epochs):
-        order = torch.randperm(len(images), generator=generator)
-        for start in range(0, len(images), recipe.batch_size):
-            pick = order[start : start + recipe.batch_size]
-            x, y = images[pick].to(device), labels[pick].to(device)
+        order = torch.randperm(size, generator=generator).numpy()
+        for start in range(0, size, recipe.batch_size):
+            batch = train_set.batch(order[start : start + recipe.batch_size])
+            x, y = batch.images.to(device), batch.labels.to(device)
             optimizer.zero_grad(set_to_none=True)
             torch.nn.functional.cross_entropy(module(x), y).backward()
             optimizer.step()
@@ -83,6 +79,12 @@ def predict(
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
-def accuracy(module: torch.nn.Module, dataset: Dataset, *, device: str = "cpu") -> float:
-    images, labels = _arrays(dataset)
-    return float((predict(module, images, device=device) == labels).float().mean())
+def accuracy(
+    module: torch.nn.Module, dataset: Dataset, *, device: str = "cpu", batch_size: int = 256
+) -> float:
+    """Share of `dataset` classified correctly, read batch by batch."""
+    correct = 0
+    for start in range(0, len(dataset), batch_size):
+        batch = dataset.batch(np.arange(start, min(start + batch_size, len(dataset))))
+        correct += int((predict(module, batch.images, device=device) == batch.labels).sum())
+    return correct / len(dataset)

@@ -1,5 +1,6 @@
 """Weights and data on disk: cached training, resumable training, user weights, corrupt cache entries."""
 
+import copy
 import json
 
 import numpy as np
@@ -55,6 +56,30 @@ def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path):
     final = fresh()
     fit_classifier(final, data, recipe, seed=1, checkpoint=checkpoint)  # checkpoint now says epoch 3: no-op
     assert weights_hash(final) == weights_hash(straight)
+
+
+def test_training_reads_batches_and_gives_the_weights_of_the_whole_array_loop():
+    """fit_classifier asks the dataset for each batch; on core.toy its weights are bit for bit those of the
+    loop it replaced, which copied the whole training set into one tensor and indexed it."""
+    data = make_toy("train", seed=0, size=200)
+    recipe = Recipe(epochs=2, batch_size=64, lr=3e-3)
+    torch.manual_seed(0)
+    streamed = ToyCNN().build(4, (3, 32, 32))
+    reference = copy.deepcopy(streamed)
+    fit_classifier(streamed, data, recipe, seed=1)
+
+    generator = torch.Generator().manual_seed(1)
+    whole = data.batch(np.arange(len(data)))
+    optimizer = torch.optim.Adam(reference.parameters(), lr=recipe.lr)
+    reference.train()
+    for _ in range(recipe.epochs):
+        order = torch.randperm(len(data), generator=generator)
+        for start in range(0, len(data), recipe.batch_size):
+            pick = order[start : start + recipe.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(reference(whole.images[pick]), whole.labels[pick]).backward()
+            optimizer.step()
+    assert weights_hash(streamed) == weights_hash(reference)
 
 
 def test_user_weights_file_is_used_and_bad_files_are_one_line_errors(tmp_path):

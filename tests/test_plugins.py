@@ -79,6 +79,7 @@ def test_core_plugin_registers_the_builtins():
     names = {e.qualified for e in plugin_registry().entries()}
     assert names == {
         "core.toy",
+        "core.images",
         "core.toy_cnn",
         "core.relevance_mass",
         "core.relevance_rank",

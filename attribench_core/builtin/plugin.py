@@ -1,4 +1,5 @@
-"""The built-in `core` plugin: a toy dataset and model, and generic localisation metrics."""
+"""The built-in `core` plugin: a toy dataset and model, your own image folder, and generic localisation
+metrics."""
 
 from attribench_core.hookspecs import hookimpl
 
@@ -9,6 +10,11 @@ def register_datasets(register):
         "toy",
         "attribench_core.builtin.toy:make_toy",
         description="Generated 3x32x32 images: a grey square whose quadrant is the label, and a distractor",
+    )
+    register(
+        "images",
+        "attribench_core.builtin.images:make_images",
+        description="Your image folder (--images DIR, class sub-folders), streamed; --annotations: regions",
     )
 
 

@@ -21,7 +21,7 @@ from attribench_core.params import Param
 from attribench_core.result import Curve, Result, mean_result
 from attribench_core.seeding import derive_seed
 
-from . import folder, functional
+from . import functional
 from .maps import saliency
 from .sweeps import Outcomes, sweep
 
@@ -29,19 +29,17 @@ from .sweeps import Outcomes, sweep
 PAIRS = {
     "smerf": ("smerf.simple_fr", "smerf.simple_fr"),
     "bam": ("bam.obj", "bam.obj"),
-    "images": ("soco.images", "soco.torchscript"),
+    "images": ("core.images", "soco.torchscript"),
 }
 OPTIONS = (
     Param(
         "on",
         "smerf",
-        "default pair: smerf (Simple-FR CNN), bam (object model), images (--images)",
+        "default pair: smerf (Simple-FR CNN), bam (object model), images (--images DIR --weights MODEL.pt)",
         str,
         tuple(PAIRS),
     ),
     Param("preset", "default", "SMERF image counts with --on smerf: default, paper or tiny", str),
-    Param("images", "", "your image folder (class subfolders); use with --weights MODEL.pt", str),
-    Param("size", 224, "image side with --images (shorter side resized, centre crop)", int),
     Param("noise", 0.01, "std of the imputation noise, in the model's input units", float),
 )
 ZERO_MAP = "all-zero attribution map"
@@ -73,12 +71,9 @@ class SocoMetric(Metric):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        on = "images" if self.opts["images"] else self.opts["on"]
-        self.dataset, self.model = PAIRS[on]
+        self.dataset, self.model = PAIRS[self.opts["on"]]
 
     def dataset_options(self) -> dict[str, Any]:
-        if self.dataset == "soco.images":
-            return folder.dataset_options(self.opts["images"], self.opts["size"])
         if self.dataset.startswith("smerf.") and self.opts["preset"] != "default":
             return {"preset": self.opts["preset"]}
         return {}

@@ -6,20 +6,11 @@ PKG = "attribench_soco"
 
 
 @hookimpl
-def register_datasets(register):
-    register(
-        "images",
-        f"{PKG}.folder:make_images",
-        description="Your image folder (class subfolders, --images DIR), for metrics without ground truth",
-    )
-
-
-@hookimpl
 def register_models(register):
     register(
         "torchscript",
-        f"{PKG}.folder:TorchScriptModel",
-        description="Your TorchScript classifier (--weights FILE), taking images in [0,1]",
+        f"{PKG}.torchscript:TorchScriptModel",
+        description="Your TorchScript classifier (--weights FILE) for your --images, taking images in [0,1]",
     )
 
 
