@@ -1,0 +1,295 @@
+"""Relevance propagation through any eager PyTorch model: which layer call feeds which (one probe pass),
+BatchNorm folded into the preceding convolution, and the engine that runs the LRP rules.
+
+The engine mixes two formulations so that it needs neither a `nn.Sequential` chain nor a rewrite of
+`forward`:
+
+- Between layer calls that feed each other directly (a layer's input is another layer's output or a view
+  of it), relevance R itself flows backwards and each call's rule maps the relevance of its output to that
+  of its input (`lrp_rules`). This is innvestigate's and Captum's formulation; SMERF's reproduction depends
+  on it (Deep Taylor's w² rule and pooling along the gradient put relevance on inactive units, which must
+  travel on).
+- Through everything computed in `forward` outside layer modules (residual `x + f(x)` or `out += identity`,
+  `torch.cat`, `F.relu`, slicing, scaling) flows the relevance per unit of activation c = R / a instead:
+  there the plain gradient of c is the z-rule (Bach et al. 2015) of every piecewise-linear operation, so
+  an addition splits relevance in proportion to its addends, a concatenation routes it, a ReLU passes it
+  (Ancona et al. 2018: z-rule LRP is gradient × input on such operations). A layer output that feeds such
+  code turns c back into R = a ⊙ c; a layer input computed by it turns R into c = R / a.
+
+Non-linear operations in `forward` other than ReLU and max (gates `x * σ(g)`, softmax, GELU) have no such
+reading and are not detected here: their layer modules (`nn.Sigmoid`, `nn.SiLU`, `nn.GELU`, `nn.LayerNorm`)
+are refused by the explainers instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attribench_methods.lrp_rules import RelevanceRule
+from attribench_methods.model_checks import PerCall, UnsupportedModelError
+
+
+@dataclass(frozen=True)
+class LayerCall:
+    """One call of a layer (leaf) module in the probe pass."""
+
+    name: str  # its path in the model; "(call k)" added for a module that one forward runs several times
+    module: nn.Module
+    source: int | None  # the call whose output feeds it (itself or a view); -1: the model input; None: other
+    in_order: bool  # the input holds the source's elements in the source's order (not a transpose)
+    input_shape: tuple[int, ...]  # for the probe's batch of one
+    computed_by: str = ""  # why `source` is None: how the input was computed
+
+
+@dataclass(frozen=True)
+class LayerTrace:
+    calls: list[LayerCall]
+    output_source: int | None  # the call whose output (or a view of it) the model returns; None: other
+    output_in_order: bool
+    output_computed_by: str = ""
+
+
+def layer_names(model: nn.Module) -> dict[nn.Module, str]:
+    """Paths of the leaf modules; the copies inside a `PerCall` are named after the module they replace."""
+    names = {m: p for p, m in model.named_modules() if next(m.children(), None) is None}
+    for path, module in model.named_modules():
+        if isinstance(module, PerCall):
+            for i, copy in enumerate(module.copies):
+                names[copy] = f"{path} (call {i + 1})"
+    names[model] = names.get(model, "") or type(model).__name__
+    return names
+
+
+def _same_elements(t: torch.Tensor, ref: torch.Tensor) -> bool:
+    """`t` is `ref` or a view of all of its elements (view, flatten, reshape without copy)."""
+    return t is ref or (
+        t.numel() == ref.numel() > 0
+        and t.device == ref.device
+        and t.untyped_storage().data_ptr() == ref.untyped_storage().data_ptr()
+        and t.storage_offset() == ref.storage_offset()
+    )
+
+
+def single_tensor(module: nn.Module, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], method: str):
+    """The one tensor among a call's arguments, or `UnsupportedModelError` naming the layer."""
+    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+    if len(tensors) != 1:
+        raise UnsupportedModelError(
+            f"{method}: module '{name}' ({type(module).__name__}) takes {len(tensors)} tensors; "
+            "only single-input layers are supported."
+        )
+    return tensors[0]
+
+
+def trace_layers(model: nn.Module, probe: torch.Tensor, *, method: str) -> LayerTrace:
+    """Run `probe` through `model` once, recording for every layer call which call's output it takes:
+    the model input, another call's output or a view of it, or something computed outside layer modules
+    (`source` None, with `computed_by` saying how: a residual addition, `torch.cat`, `F.relu`, a tensor
+    changed in place after its layer computed it). Raises `UnsupportedModelError` naming the layer when a
+    layer takes several tensors, or when the model does not return a tensor. Errors raised by the model's
+    forward itself propagate unchanged.
+    """
+    names = layer_names(model)
+    produced: list[tuple[int, torch.Tensor, int]] = [(-1, probe, probe._version)]
+    calls: list[LayerCall] = []
+    stack: list[int] = []
+
+    def source_of(t: torch.Tensor) -> tuple[int | None, bool, str]:
+        for index, ref, version in reversed(produced):
+            if _same_elements(t, ref):
+                if t._version != version:
+                    producer = "the model input" if index < 0 else f"module '{calls[index].name}'"
+                    return None, True, f"is changed in place after {producer} computed it"
+                return index, t is ref or (t.is_contiguous() and ref.is_contiguous()), ""
+        return None, True, "is computed outside any layer module"
+
+    def before(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        name = names.get(module, type(module).__name__)
+        x = single_tensor(module, name, args, kwargs, method)
+        source, in_order, computed_by = source_of(x)
+        stack.append(len(calls))
+        calls.append(LayerCall(name, module, source, in_order, tuple(x.shape), computed_by))
+
+    def after(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        index = stack.pop()
+        for t in output if isinstance(output, tuple | list) else (output,):
+            if isinstance(t, torch.Tensor):
+                produced.append((index, t, t._version))
+
+    leaves = [m for m in names if next(m.children(), None) is None]
+    handles = [m.register_forward_pre_hook(before, with_kwargs=True) for m in leaves]
+    handles += [m.register_forward_hook(after, with_kwargs=True) for m in leaves]
+    try:
+        with torch.no_grad():
+            out = model(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not isinstance(out, torch.Tensor):
+        raise UnsupportedModelError(f"{method}: the model returns {type(out).__name__}, not a logits tensor.")
+    source, in_order, computed_by = source_of(out)
+    if source is not None and source < 0:
+        raise UnsupportedModelError(f"{method}: the model returns its input; no layer to propagate through.")
+    return LayerTrace(calls, source, in_order, computed_by)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Canonisation
+
+
+def fold_batch_norms(model: nn.Module, trace: LayerTrace) -> bool:
+    """Fold every eval-mode `BatchNorm2d` that directly and alone follows a `Conv2d` into that convolution
+    (w' = s·w, b' = s·b + β − s·μ with s = γ/√(σ² + ε)) and replace it by `nn.Identity`, in place; True if
+    any was folded. This is LRP's canonisation (Montavon et al. 2019; Motzkus et al. 2022): the rules were
+    designed for a linear layer followed by its activation, and applied to the folded layer they see its
+    real weights (α-β then splits the contributions a negative BatchNorm scale would flip). For the z-rule
+    it changes nothing: the z-rule through BatchNorm with its shift as a bias gives the same relevance."""
+    consumers: dict[int, int] = {}
+    for call in trace.calls:
+        if call.source is not None:
+            consumers[call.source] = consumers.get(call.source, 0) + 1
+    parents = {m: (parent, name) for parent in model.modules() for name, m in parent.named_children()}
+    folded = False
+    for call in trace.calls:
+        bn = call.module
+        if not isinstance(bn, nn.BatchNorm2d) or bn.training or bn.running_var is None or call.source is None:
+            continue
+        conv = trace.calls[call.source].module if call.source >= 0 else None
+        if not isinstance(conv, nn.Conv2d) or consumers[call.source] != 1 or not call.in_order:
+            continue
+        with torch.no_grad():
+            scale = torch.rsqrt(bn.running_var + bn.eps)
+            shift = -bn.running_mean * scale
+            if bn.weight is not None:
+                scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
+            bias = shift if conv.bias is None else conv.bias * scale + shift
+            conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
+            conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
+        parent, name = parents[bn]
+        setattr(parent, name, nn.Identity())
+        folded = True
+    return folded
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The engine
+
+
+class _LayerRule(torch.autograd.Function):
+    """Forward: the layer's output `y` (computed by the layer from `x`). Backward: the rule maps the
+    relevance of `y` to that of `x`."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, y: torch.Tensor, rule: Callable[[torch.Tensor], torch.Tensor]):
+        ctx.rule = rule
+        return y.clone()
+
+    @staticmethod
+    def backward(ctx: Any, relevance: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return ctx.rule(relevance), None, None
+
+
+class _RateToRelevance(torch.autograd.Function):
+    """Identity forward; backward c ↦ a ⊙ c: where a layer output (or the model input) `a` feeds code in
+    `forward`, whose gradient carries relevance per unit activation."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor) -> torch.Tensor:
+        ctx.value = a.detach().clone()
+        return a.clone()
+
+    @staticmethod
+    def backward(ctx: Any, rate: torch.Tensor) -> torch.Tensor:
+        return ctx.value * rate
+
+
+class _RelevanceToRate(torch.autograd.Function):
+    """Identity forward; backward R ↦ R / a (0 where a = 0): where code in `forward` computed a layer's
+    input `a`."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor) -> torch.Tensor:
+        ctx.value = a.detach().clone()
+        return a.clone()
+
+    @staticmethod
+    def backward(ctx: Any, relevance: torch.Tensor) -> torch.Tensor:
+        zero = ctx.value == 0
+        return torch.where(zero, 0.0, relevance / torch.where(zero, 1.0, ctx.value))
+
+
+def propagate_relevance(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    trace: LayerTrace,
+    rules: Mapping[nn.Module, RelevanceRule],
+    *,
+    method: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relevance of `inputs` for the target logits, starting from R = logit at the target, through the
+    layer calls of `trace` with `rules[module]` each (see the module docstring for what happens between
+    them), and the target logits. `model` is the traced canonical copy; every module it calls needs a
+    rule."""
+    calls = trace.calls
+    produced: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    counter, stack = iter(range(len(calls) + 1)), []
+
+    def before(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        index = next(counter)
+        if index >= len(calls) or calls[index].module is not module:
+            raise UnsupportedModelError(
+                f"{method}: the model calls its layers in another order for this batch than for its first "
+                "image; relevance propagation needs one fixed sequence of layer calls."
+            )
+        call = calls[index]
+        t = single_tensor(module, call.name, args, kwargs, method)
+        if call.source is None:
+            new = _RelevanceToRate.apply(t)
+        else:
+            with_rule, fed_forward = produced[call.source]
+            offset = t.storage_offset() - fed_forward.storage_offset() + with_rule.storage_offset()
+            new = with_rule.as_strided(t.size(), t.stride(), offset)
+        stack.append(index)
+        args = tuple(new if a is t else a for a in args)
+        return args, {k: new if v is t else v for k, v in kwargs.items()}
+
+    def after(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor) -> Any:
+        index = stack.pop()
+        x = single_tensor(module, calls[index].name, args, kwargs, method)
+        y = output.detach()
+
+        def rule(relevance: torch.Tensor) -> torch.Tensor:
+            return rules[module].relevance(module, x.detach(), y, relevance)
+
+        with_rule = _LayerRule.apply(x, y, rule)
+        produced[index] = (with_rule, _RateToRelevance.apply(with_rule))
+        return produced[index][1]
+
+    leaves = {call.module for call in calls}
+    handles = [m.register_forward_pre_hook(before, with_kwargs=True) for m in leaves]
+    handles += [m.register_forward_hook(after, with_kwargs=True) for m in leaves]
+    x = inputs.detach().requires_grad_(True)
+    produced[-1] = (x, _RateToRelevance.apply(x))
+    try:
+        with torch.enable_grad():
+            logits = model(produced[-1][1])
+            if logits.dim() != 2:
+                raise UnsupportedModelError(
+                    f"{method}: the model returns {tuple(logits.shape)}, not [B, classes]."
+                )
+            if targets.numel() and int(targets.max()) >= logits.shape[1]:
+                raise ValueError(f"Targets must lie in [0, {logits.shape[1]}); got {targets.tolist()}.")
+            start = F.one_hot(targets, logits.shape[1]).to(logits.dtype)  # c = 1: R = a·c is the logit
+            (relevance,) = torch.autograd.grad(logits, x, start, allow_unused=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    chosen = logits.detach().gather(1, targets[:, None]).squeeze(1)
+    return (torch.zeros_like(inputs) if relevance is None else relevance.detach()), chosen
