@@ -4,6 +4,8 @@ hand computations, an independent dense-matrix reference of every rule, and the 
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,9 @@ from captum.attr import LRP
 from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule
 from torch import nn
 
+from attribench_core import reference_models
 from attribench_core.model import ModelInfo, attach_info
+from attribench_core.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalize, Normalized
 from attribench_core.testing import check_explainer
 
 LRP_FAMILY = {
@@ -545,3 +549,100 @@ def test_reveal_cancel_refuses_what_it_cannot_run(zoo, images, targets) -> None:
         rc(model.train(), images, targets)
     with pytest.raises(ValueError, match=r"Targets must lie in \[0, 5\)"):
         rc(model.eval(), images, torch.tensor([0, 7, 1]))
+
+
+# --- real architectures (attribench_core.reference_models) and input normalisation ----------------------
+
+
+def without_shifts(model: nn.Module) -> nn.Module:
+    """Zero biases, BatchNorm without shift (mean 0, β 0) but with seeded scales and variances: every
+    relevance the z-rule starts with must reach the input."""
+    g = seeded(7)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear) and m.bias is not None:
+                m.bias.zero_()
+            elif isinstance(m, nn.BatchNorm2d):
+                m.running_mean.zero_()
+                m.bias.zero_()
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+ARCHITECTURES = {
+    "resnet18": lambda: reference_models.resnet18(num_classes=5, width=4),
+    "vgg11_bn": lambda: reference_models.vgg11_bn(num_classes=5, width=4, classifier_width=16),
+}
+
+
+@pytest.fixture(scope="module")
+def photos() -> torch.Tensor:
+    return torch.rand((2, 3, 32, 32), generator=seeded(11))
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_lrp_z_conserves_and_default_epsilon_absorbs_under_one_percent(zoo, photos, arch) -> None:
+    # ResNet-18: residual `out += identity`, reused in-place ReLU, BatchNorm, overlapping stem max-pool,
+    # torch.flatten in forward; VGG-11-BN: BatchNorm, max-pool, adaptive average pool, dropout.
+    torch.manual_seed(0)
+    model = without_shifts(ARCHITECTURES[arch]())
+    before = zoo.snapshot(model)
+    with torch.no_grad():
+        targets = model(photos).argmax(1)  # the predicted class: a logit near 0 is absorbed by any ε
+    logits = logits_of(model, photos, targets)
+    torch.testing.assert_close(sums(prop.LRPZ()(model, photos, targets)), logits, rtol=1e-4, atol=1e-7)
+    absorbed = 1 - sums(prop.LRPEpsilon()(model, photos, targets)) / logits
+    assert (absorbed.abs() < 0.01).all(), absorbed
+    assert ((1 - sums(prop.LRPEpsilon(epsilon=1.0)(model, photos, targets)) / logits) > 0.9).all()
+    zoo.assert_same_snapshot(before, zoo.snapshot(model))
+
+
+@pytest.mark.parametrize("name", sorted(LRP_FAMILY))
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_lrp_family_runs_on_resnet18_and_vgg11_bn(zoo, photos, arch, name) -> None:
+    torch.manual_seed(0)
+    model = ARCHITECTURES[arch]().eval()
+    normalized = Normalized(Normalize(IMAGENET_MEAN, IMAGENET_STD), model).eval()
+    before = zoo.snapshot(normalized)
+    for subject in (model, normalized):
+        got = LRP_FAMILY[name]()(subject, photos, torch.tensor([1, 2]))
+        assert got.shape == photos.shape and torch.isfinite(got).all() and got.abs().sum() > 0
+    zoo.assert_same_snapshot(before, zoo.snapshot(normalized))
+
+
+def test_efficientnet_is_refused_by_its_first_silu(photos) -> None:
+    model = reference_models.efficientnet_b0(num_classes=5, width_mult=0.25, depth_mult=0.25).eval()
+    for explainer in LRP_FAMILY.values():
+        with pytest.raises(UnsupportedModelError, match=r"module 'features\.0\.2' \(SiLU\) has no LRP rule"):
+            explainer()(model, photos, torch.tensor([0, 1]))
+
+
+def folded_by_hand(network: nn.Sequential, normalize: Normalize) -> nn.Sequential:
+    """`network` with (x − mean) / std folded into its first convolution (no padding)."""
+    folded = copy.deepcopy(network)
+    conv = folded[0]
+    with torch.no_grad():
+        weight = conv.weight / normalize.std.view(1, -1, 1, 1)
+        conv.bias -= (weight * normalize.mean.view(1, -1, 1, 1)).sum((1, 2, 3))
+        conv.weight.copy_(weight)
+    return folded
+
+
+@pytest.mark.parametrize("name", sorted(LRP_FAMILY))
+def test_input_normalisation_is_folded_into_the_input_layer(photos, name) -> None:
+    # LRP of Normalized(N, net) on [0, 1] images equals LRP of net with N folded into its first conv: the
+    # ε/z rule measures the input from black, flat is unchanged, z^B gets the per-channel normalised bounds.
+    torch.manual_seed(0)
+    network = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4),
+        nn.ReLU(), nn.Flatten(), nn.Linear(4 * 15 * 15, 5),
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        network[0].weight.mul_(3)  # logits well above 0 for Deep Taylor
+    normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    targets = torch.tensor([1, 4])
+    expected = LRP_FAMILY[name]()(folded_by_hand(network, normalize), photos, targets)
+    got = LRP_FAMILY[name]()(Normalized(normalize, network).eval(), photos, targets)
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)

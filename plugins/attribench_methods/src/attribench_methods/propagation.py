@@ -275,13 +275,17 @@ class LRPEpsilon(_LRP):
     target logit.
 
     ε applies to Conv2d and Linear layers. By default it is relative to each layer: ε = `relative_epsilon`
-    × the root mean square of the layer's outputs z, per sample (the LRP tutorial's 0.25·RMS(z), Montavon
-    et al. 2019, with a smaller factor), so that it stabilises without absorbing the relevance whatever
-    the scale of the activations: on a VGG-11-BN at 64 px an absolute ε = 1 absorbed 99.95 % of it,
-    0.01·RMS absorbs under 1 %. An explicit `epsilon` is absolute (SMERF: ε = 1). Pooling, BatchNorm2d
-    (folded into its convolution when it directly follows one), Flatten and Identity use the z-rule; ReLU
-    and Dropout pass relevance through; additions and other piecewise-linear code in `forward` split it by
-    the z-rule (see `relevance`). Other layer types raise an error naming the layer.
+    × the root mean square of the layer's outputs z, per sample (the relative ε of the LRP tutorial,
+    0.25·RMS(z), Montavon et al. 2019, with a far smaller factor), so that it guards the near-zero
+    denominators whatever the scale of the activations without absorbing the relevance. With zero biases,
+    seeded weights, 64 px and the predicted class, the share of the target logit absorbed on a VGG-11-BN
+    (width 64) / a ResNet-18 (width 64) is: ε = 1 absolute 100 % / 99.99 %; 0.25·RMS 81–85 % / see README;
+    1e-3·RMS 0.5–0.9 % / 0.7–0.8 %; 1e-4·RMS (the default) under 0.1 % on both. The absorbed share grows
+    with the number of layers (about 0.07 % per layer at 1e-3), hence the default's margin. An
+    explicit `epsilon` is absolute (SMERF: ε = 1). Pooling, BatchNorm2d (folded into its convolution when it
+    directly follows one), Flatten and Identity use the z-rule; ReLU and Dropout pass relevance through;
+    additions and other piecewise-linear code in `forward` split it by the z-rule (see `relevance`). Other
+    layer types raise an error naming the layer.
     """
 
     parameters = (
@@ -292,7 +296,7 @@ class LRPEpsilon(_LRP):
             float,
         ),
         Param(
-            "relative_epsilon", 0.01, "ε as a multiple of the RMS of each layer's outputs, per sample", float
+            "relative_epsilon", 1e-4, "ε as a multiple of the RMS of each layer's outputs, per sample", float
         ),
     )
 
