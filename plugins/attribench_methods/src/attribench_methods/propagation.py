@@ -279,7 +279,7 @@ class LRPEpsilon(_LRP):
     0.25·RMS(z), Montavon et al. 2019, with a far smaller factor), so that it guards the near-zero
     denominators whatever the scale of the activations without absorbing the relevance. With zero biases,
     seeded weights, 64 px and the predicted class, the share of the target logit absorbed on a VGG-11-BN
-    (width 64) / a ResNet-18 (width 64) is: ε = 1 absolute 100 % / 99.99 %; 0.25·RMS 81–85 % / see README;
+    (width 64) / a ResNet-18 (width 64) is: ε = 1 absolute 100 % / 99.99 %; 0.25·RMS 81–85 % / ≈ 79 %;
     1e-3·RMS 0.5–0.9 % / 0.7–0.8 %; 1e-4·RMS (the default) under 0.1 % on both. The absorbed share grows
     with the number of layers (about 0.07 % per layer at 1e-3), hence the default's margin. An
     explicit `epsilon` is absolute (SMERF: ε = 1). Pooling, BatchNorm2d (folded into its convolution when it
