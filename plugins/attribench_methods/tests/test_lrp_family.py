@@ -420,6 +420,36 @@ def test_lrp_family_runs_through_functional_operations(zoo, images, targets, nam
     zoo.assert_same_snapshot(before, zoo.snapshot(model))
 
 
+class Gated(Residual):
+    """A squeeze-excitation-like gate `h · σ(g(h))` written in forward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu1(self.conv1(x))
+        return self.fc((h * torch.sigmoid(self.conv2(h))).flatten(1))
+
+
+class FunctionalGELU(Residual):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.gelu(self.conv1(x)).flatten(1))
+
+
+@pytest.mark.parametrize("name", sorted(LRP_FAMILY))
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (Gated, r"forward computes sigmoid \(after module 'conv2'\), mul of two computed tensors"),
+        (FunctionalGELU, r"forward computes gelu \(after module 'conv1'\) outside layer modules"),
+    ],
+    ids=["gate", "gelu"],
+)
+def test_non_linear_code_in_forward_is_refused_by_name(zoo, images, targets, name, build, message) -> None:
+    model = build().eval()
+    before = zoo.snapshot(model)
+    with pytest.raises(UnsupportedModelError, match=message):
+        LRP_FAMILY[name]()(model, images, targets)
+    zoo.assert_same_snapshot(before, zoo.snapshot(model))
+
+
 def test_a_residual_addition_splits_relevance_by_the_z_rule_without_bias(images, targets) -> None:
     # Bias-free: relevance is conserved through `out += h` (Captum's LRP used to hand R to both addends).
     torch.manual_seed(0)

@@ -223,6 +223,12 @@ def lrp_model(model: nn.Module, inputs: torch.Tensor, *, method: str) -> tuple[n
             same = torch.allclose(folded(probe), clone(probe), rtol=1e-4, atol=1e-5)
         if same:
             clone, trace = folded, trace_layers(folded, probe, method=method)
+    if trace.nonlinear:
+        raise UnsupportedModelError(
+            f"{method}: forward computes {', '.join(trace.nonlinear)} outside layer modules, which LRP has "
+            "no rule for (it is defined here for ReLU networks; explain this model with a gradient, IG or "
+            "perturbation method instead)."
+        )
     for call in trace.calls:
         if isinstance(call.module, Normalize) and call.source != -1:
             raise UnsupportedModelError(

@@ -16,9 +16,9 @@ The engine mixes two formulations so that it needs neither a `nn.Sequential` cha
   (Ancona et al. 2018: z-rule LRP is gradient × input on such operations). A layer output that feeds such
   code turns c back into R = a ⊙ c; a layer input computed by it turns R into c = R / a.
 
-Non-linear operations in `forward` other than ReLU and max (gates `x * σ(g)`, softmax, GELU) have no such
-reading and are not detected here: their layer modules (`nn.Sigmoid`, `nn.SiLU`, `nn.GELU`, `nn.LayerNorm`)
-are refused by the explainers instead.
+Other operations in `forward` (a product of two computed tensors such as a gate `x * σ(g)` or attention,
+softmax, GELU, exp, layer norm) have no such reading: the probe pass lists them (`LayerTrace.nonlinear`), and
+the explainers refuse them by name, as they refuse layer modules they have no rule for.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
 from attribench_methods.lrp_rules import RelevanceRule
 from attribench_methods.model_checks import PerCall, UnsupportedModelError
@@ -53,6 +55,7 @@ class LayerTrace:
     output_source: int | None  # the call whose output (or a view of it) the model returns; None: other
     output_in_order: bool
     output_computed_by: str = ""
+    nonlinear: tuple[str, ...] = ()  # operations in forward, outside layers, that are not piecewise linear
 
 
 def layer_names(model: nn.Module) -> dict[nn.Module, str]:
@@ -87,6 +90,74 @@ def single_tensor(module: nn.Module, name: str, args: tuple[Any, ...], kwargs: d
     return tensors[0]
 
 
+# Operations whose z-rule is their gradient: linear or piecewise linear, positively homogeneous up to
+# constants (torch function names, in- and out-of-place forms).
+# fmt: off
+PIECEWISE_LINEAR = frozenset({
+    "add", "sub", "neg", "sum", "mean", "cat", "concat", "concatenate", "stack", "hstack", "vstack", "split",
+    "chunk", "unbind", "tensor_split", "narrow", "select", "index_select", "gather", "view", "view_as",
+    "reshape", "reshape_as", "flatten", "unflatten", "permute", "transpose", "t", "contiguous", "squeeze",
+    "unsqueeze", "expand", "expand_as", "repeat", "clone", "detach", "flip", "roll", "pad", "relu",
+    "max_pool1d", "max_pool2d", "adaptive_max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "interpolate",
+    "dropout", "max", "amax", "min", "amin", "maximum", "minimum", "clamp", "clip", "where", "masked_fill",
+    "copy", "to", "type_as", "float", "double", "half", "getitem", "setitem",
+})
+# fmt: on
+# Bilinear operations: linear as long as at most one operand is computed from the input.
+PRODUCTS = frozenset(["mul", "div", "truediv", "matmul", "mm", "bmm", "einsum", "linear", "conv1d", "conv2d"])
+# Operations whose output does not depend on their operands' values.
+CONSTANT_MAKERS = frozenset(
+    ["zeros_like", "ones_like", "full_like", "empty_like", "new_zeros", "new_ones", "new_full", "new_empty"]
+)
+
+
+REFLECTED = frozenset(["add", "sub", "mul", "truediv", "floordiv", "matmul", "pow"])
+
+
+def _operation_name(func: Callable[..., Any]) -> str:
+    """The operation a torch function computes: `__iadd__`, `__radd__`, `add_`, `add` → `add`."""
+    name = getattr(func, "__name__", repr(func))
+    if name.startswith("__") and name.endswith("__"):
+        name = name[2:-2]
+        if name[:1] in ("r", "i") and name[1:] in REFLECTED:
+            name = name[1:]
+    return name.rstrip("_")
+
+
+class _ForwardCode(TorchFunctionMode):
+    """Records the torch operations that `forward` runs outside layer modules on tensors computed from the
+    input, and those of them that are not piecewise linear."""
+
+    def __init__(self, computed: list[torch.Tensor], last_layer: Callable[[], str]) -> None:
+        super().__init__()
+        self.inside_layer = 0
+        self.computed = {id(t) for t in computed}
+        self.kept = list(computed)  # keeps the ids valid
+        self.last_layer = last_layer
+        self.nonlinear: list[str] = []
+
+    def mark(self, tensors: list[torch.Tensor]) -> None:
+        self.computed.update(id(t) for t in tensors)
+        self.kept += tensors
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if self.inside_layer:
+            return out
+        live = [
+            t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and id(t) in self.computed
+        ]
+        results = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        name = _operation_name(func)
+        if live and results and name not in CONSTANT_MAKERS:
+            linear = name in PIECEWISE_LINEAR or (name in PRODUCTS and len({id(t) for t in live}) == 1)
+            what = f"{name} of two computed tensors" if name in PRODUCTS else name
+            if not linear and not any(seen.startswith(f"{what} (") for seen in self.nonlinear):
+                self.nonlinear.append(f"{what} (after {self.last_layer()})")
+            self.mark(results)
+        return out
+
+
 def trace_layers(model: nn.Module, probe: torch.Tensor, *, method: str) -> LayerTrace:
     """Run `probe` through `model` once, recording for every layer call which call's output it takes:
     the model input, another call's output or a view of it, or something computed outside layer modules
@@ -109,7 +180,10 @@ def trace_layers(model: nn.Module, probe: torch.Tensor, *, method: str) -> Layer
                 return index, t is ref or (t.is_contiguous() and ref.is_contiguous()), ""
         return None, True, "is computed outside any layer module"
 
+    code = _ForwardCode([probe], lambda: f"module '{calls[-1].name}'" if calls else "the model input")
+
     def before(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        code.inside_layer += 1
         name = names.get(module, type(module).__name__)
         x = single_tensor(module, name, args, kwargs, method)
         source, in_order, computed_by = source_of(x)
@@ -121,12 +195,14 @@ def trace_layers(model: nn.Module, probe: torch.Tensor, *, method: str) -> Layer
         for t in output if isinstance(output, tuple | list) else (output,):
             if isinstance(t, torch.Tensor):
                 produced.append((index, t, t._version))
+                code.mark([t])
+        code.inside_layer -= 1
 
     leaves = [m for m in names if next(m.children(), None) is None]
     handles = [m.register_forward_pre_hook(before, with_kwargs=True) for m in leaves]
     handles += [m.register_forward_hook(after, with_kwargs=True) for m in leaves]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), code:
             out = model(probe)
     finally:
         for handle in handles:
@@ -136,7 +212,7 @@ def trace_layers(model: nn.Module, probe: torch.Tensor, *, method: str) -> Layer
     source, in_order, computed_by = source_of(out)
     if source is not None and source < 0:
         raise UnsupportedModelError(f"{method}: the model returns its input; no layer to propagate through.")
-    return LayerTrace(calls, source, in_order, computed_by)
+    return LayerTrace(calls, source, in_order, computed_by, tuple(code.nonlinear))
 
 
 # ---------------------------------------------------------------------------------------------------------
