@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_leaves
 
 from attribench_methods.lrp_rules import RelevanceRule
 from attribench_methods.model_checks import PerCall, UnsupportedModelError
@@ -111,6 +110,17 @@ CONSTANT_MAKERS = frozenset(
 )
 
 
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors in a torch function's arguments or result (nested tuples, lists, dicts)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [t for item in value for t in _tensors(item)]
+    if isinstance(value, dict):
+        return _tensors(list(value.values()))
+    return []
+
+
 REFLECTED = frozenset(["add", "sub", "mul", "truediv", "floordiv", "matmul", "pow"])
 
 
@@ -144,10 +154,8 @@ class _ForwardCode(TorchFunctionMode):
         out = func(*args, **(kwargs or {}))
         if self.inside_layer:
             return out
-        live = [
-            t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and id(t) in self.computed
-        ]
-        results = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        live = [t for t in _tensors((args, kwargs)) if id(t) in self.computed]
+        results = _tensors(out)
         name = _operation_name(func)
         if live and results and name not in CONSTANT_MAKERS:
             linear = name in PIECEWISE_LINEAR or (name in PRODUCTS and len({id(t) for t in live}) == 1)
@@ -277,7 +285,7 @@ class _RateToRelevance(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor) -> torch.Tensor:
-        ctx.value = a.detach().clone()
+        ctx.value = a.detach()  # `a` itself is never changed: forward code gets (and may change) the copy
         return a.clone()
 
     @staticmethod
