@@ -676,3 +676,27 @@ def test_input_normalisation_is_folded_into_the_input_layer(photos, name) -> Non
     got = LRP_FAMILY[name]()(Normalized(normalize, network).eval(), photos, targets)
     assert expected.abs().sum() > 0
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+class PaddedFirst(nn.Module):
+    """A network whose input goes through code in forward (padding) before its first layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.relu, self.fc = nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Linear(4 * 32 * 32, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.relu(self.conv(F.pad(x, (1, 1, 1, 1)))).flatten(1))
+
+
+@pytest.mark.parametrize("build", ["resnet18", "padded_first"])
+def test_lrp_z_behind_normalize_is_gradient_times_the_unit_range_input(photos, build) -> None:
+    # Folding the normalisation into the input layer makes LRP-z of a ReLU network x ⊙ ∂f/∂x on the [0, 1]
+    # image (biases and BatchNorm shifts included), also where code in forward precedes the first layer.
+    torch.manual_seed(0)
+    network = ARCHITECTURES["resnet18"]() if build == "resnet18" else PaddedFirst()
+    model = Normalized(Normalize(IMAGENET_MEAN, IMAGENET_STD), network).eval()
+    targets = torch.tensor([1, 3])
+    x = photos.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(x).gather(1, targets[:, None]).sum(), x)
+    torch.testing.assert_close(prop.LRPZ()(model, photos, targets), grad * photos, rtol=1e-4, atol=1e-6)

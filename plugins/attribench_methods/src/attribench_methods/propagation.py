@@ -273,6 +273,8 @@ def epsilon_rules(
     if index is not None and any(isinstance(c.module, Normalize) for c in trace.calls[:index]):
         black = input_values(trace, index, 0.0)
         rules[trace.calls[index].module] = EpsilonRule(epsilon, relative=relative, reference=black)
+    else:  # the z-rule through the normalisation is the same folding, read from the rate R/a
+        rules.update({c.module: Z_RULE for c in trace.calls if isinstance(c.module, Normalize)})
     return rules
 
 

@@ -19,6 +19,12 @@ The engine mixes two formulations so that it needs neither a `nn.Sequential` cha
 Other operations in `forward` (a product of two computed tensors such as a gate `x * σ(g)` or attention,
 softmax, GELU, exp, layer norm) have no such reading: the probe pass lists them (`LayerTrace.nonlinear`), and
 the explainers refuse them by name, as they refuse layer modules they have no rule for.
+
+Why not Captum's `LRP`: it passes R itself through code in `forward`, so an addition hands the full
+relevance to both addends. Why not Zennit, whose rules ours follow: it cannot be imported beside a CPU-only
+torch (it imports torchvision), it too passes R through additions unless a canonizer rewrites the model's
+`forward` (its ResNet canonizer replaces torchvision's `BasicBlock.forward`), which a user's own model does
+not have, and SMERF's reproduction needs innvestigate's rules exactly.
 """
 
 from __future__ import annotations
@@ -78,7 +84,9 @@ def _same_elements(t: torch.Tensor, ref: torch.Tensor) -> bool:
     )
 
 
-def single_tensor(module: nn.Module, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], method: str):
+def single_tensor(
+    module: nn.Module, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], method: str
+) -> torch.Tensor:
     """The one tensor among a call's arguments, or `UnsupportedModelError` naming the layer."""
     tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
     if len(tensors) != 1:
