@@ -47,11 +47,18 @@ class RelevanceRule(ABC):
 
     @abstractmethod
     def relevance(self, module: nn.Module, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        """Relevance of the input `x` of the call of `module` that gave `y`, whose relevance is `r`."""
+        """Relevance of the input `x` of the call of `module` that gave `y`, whose relevance is `r`; `y` may
+        carry the call's autograd graph back to `x`."""
 
 
-def input_gradient(module: nn.Module, x: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
-    """The vector-Jacobian product `upstream` · ∂module(x)/∂x (`module.forward`: no hooks run)."""
+def input_gradient(
+    module: nn.Module, x: torch.Tensor, y: torch.Tensor, upstream: torch.Tensor
+) -> torch.Tensor:
+    """The vector-Jacobian product `upstream` · ∂y/∂x of the call y = module(x): through the call's own graph
+    where the engine kept it, else by running `module.forward` again (no hooks run)."""
+    if x.requires_grad and y.grad_fn is not None:
+        (grad,) = torch.autograd.grad(y, x, upstream)
+        return grad
     with torch.enable_grad():
         u = x.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(module.forward(u), u, upstream)
@@ -77,12 +84,13 @@ class EpsilonRule(RelevanceRule):
         self.epsilon, self.relative, self.reference = epsilon, relative, reference
 
     def relevance(self, module: nn.Module, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        z = y.detach()
         epsilon: float | torch.Tensor = self.epsilon
         if self.relative:
-            rms = y.flatten(1).square().mean(1).sqrt()
-            epsilon = self.epsilon * rms.view(-1, *([1] * (y.dim() - 1)))
-        rate = input_gradient(module, x, r / (y + signed_stabiliser(y, epsilon)))
-        return (x if self.reference is None else x - self.reference) * rate
+            rms = z.flatten(1).square().mean(1).sqrt()
+            epsilon = self.epsilon * rms.view(-1, *([1] * (z.dim() - 1)))
+        rate = input_gradient(module, x, y, r / (z + signed_stabiliser(z, epsilon)))
+        return (x.detach() if self.reference is None else x.detach() - self.reference) * rate
 
 
 class PassRule(RelevanceRule):

@@ -215,6 +215,7 @@ def lrp_model(model: nn.Module, inputs: torch.Tensor, *, method: str) -> tuple[n
     the same logits on the first image, and its trace."""
     clone = canonical_copy(model, inputs, method=method)
     check_lrp_layers(clone, method)
+    clone.requires_grad_(False)  # the rules need gradients with respect to activations only
     probe = inputs[:1]
     trace = trace_layers(clone, probe, method=method)
     folded = copy.deepcopy(clone)

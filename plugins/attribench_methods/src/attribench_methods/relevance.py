@@ -355,12 +355,11 @@ def propagate_relevance(
     def after(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor) -> Any:
         index = stack.pop()
         x = single_tensor(module, calls[index].name, args, kwargs, method)
-        y = output.detach()
 
-        def rule(relevance: torch.Tensor) -> torch.Tensor:
-            return rules[module].relevance(module, x.detach(), y, relevance)
+        def rule(relevance: torch.Tensor) -> torch.Tensor:  # the call's graph x → output, used once
+            return rules[module].relevance(module, x, output, relevance)
 
-        with_rule = _LayerRule.apply(x, y, rule)
+        with_rule = _LayerRule.apply(x, output.detach(), rule)
         produced[index] = (with_rule, _RateToRelevance.apply(with_rule))
         return produced[index][1]
 
