@@ -436,7 +436,7 @@ def layer_chain(model: nn.Module, probe: torch.Tensor, *, method: str) -> list[L
     why = (
         f"{method} propagates relevance through layer modules only, so such an operation would silently "
         "give wrong maps. Supported: layer modules called one after another, with reshapes (view, "
-        "flatten) between them."
+        "flatten) between them; `deeplift` (Rescale) and the LRP family run on such models."
     )
     for call in calls:
         if call.source is None:
