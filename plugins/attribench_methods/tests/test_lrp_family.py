@@ -700,3 +700,29 @@ def test_lrp_z_behind_normalize_is_gradient_times_the_unit_range_input(photos, b
     x = photos.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(model(x).gather(1, targets[:, None]).sum(), x)
     torch.testing.assert_close(prop.LRPZ()(model, photos, targets), grad * photos, rtol=1e-4, atol=1e-6)
+
+
+class ConvUsedTwice(nn.Module):
+    """A convolution whose output feeds its BatchNorm and, in forward, an addition: it cannot be folded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn, self.relu = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()
+        self.fc = nn.Linear(4 * 16 * 16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return self.fc(self.relu(self.bn(h) + h).flatten(1))
+
+
+def test_batch_norm_is_folded_only_where_that_keeps_the_logits(zoo, images, targets) -> None:
+    torch.manual_seed(0)
+    model = ConvUsedTwice().eval()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.weight.uniform_(0.5, 2.0)
+    before = zoo.snapshot(model)
+    x = images.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(x).gather(1, targets[:, None]).sum(), x)
+    torch.testing.assert_close(prop.LRPZ()(model, images, targets), grad * images, rtol=1e-4, atol=1e-7)
+    zoo.assert_same_snapshot(before, zoo.snapshot(model))

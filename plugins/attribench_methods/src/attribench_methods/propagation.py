@@ -9,7 +9,6 @@ anything computed outside layer modules with the name of the layer it feeds.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -213,17 +212,22 @@ class _LRP(Explainer):
 def lrp_model(model: nn.Module, inputs: torch.Tensor, *, method: str) -> tuple[nn.Module, LayerTrace]:
     """`canonical_copy(model)` with its BatchNorm2d layers folded into their convolutions where that gives
     the same logits on the first image, and its trace."""
-    clone = canonical_copy(model, inputs, method=method)
-    check_lrp_layers(clone, method)
-    clone.requires_grad_(False)  # the rules need gradients with respect to activations only
+
+    def copy_of_model() -> nn.Module:
+        clone = canonical_copy(model, inputs, method=method)
+        check_lrp_layers(clone, method)
+        return clone.requires_grad_(False)  # the rules need gradients with respect to activations only
+
     probe = inputs[:1]
+    clone = copy_of_model()
     trace = trace_layers(clone, probe, method=method)
-    folded = copy.deepcopy(clone)
-    if fold_batch_norms(folded, trace_layers(folded, probe, method=method)):
+    with torch.no_grad():
+        logits = clone(probe)
+    if fold_batch_norms(clone, trace):
         with torch.no_grad():
-            same = torch.allclose(folded(probe), clone(probe), rtol=1e-4, atol=1e-5)
-        if same:
-            clone, trace = folded, trace_layers(folded, probe, method=method)
+            same = torch.allclose(clone(probe), logits, rtol=1e-4, atol=1e-5)
+        clone = clone if same else copy_of_model()  # a convolution's output also used elsewhere: unfolded
+        trace = trace_layers(clone, probe, method=method)
     if trace.nonlinear:
         raise UnsupportedModelError(
             f"{method}: forward computes {', '.join(trace.nonlinear)} outside layer modules, which LRP has "
