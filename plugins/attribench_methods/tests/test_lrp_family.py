@@ -641,11 +641,86 @@ def test_lrp_family_runs_on_resnet18_and_vgg11_bn(zoo, photos, arch, name) -> No
     zoo.assert_same_snapshot(before, zoo.snapshot(normalized))
 
 
-def test_efficientnet_is_refused_by_its_first_silu(photos) -> None:
-    model = reference_models.efficientnet_b0(num_classes=5, width_mult=0.25, depth_mult=0.25).eval()
-    for explainer in LRP_FAMILY.values():
-        with pytest.raises(UnsupportedModelError, match=r"module 'features\.0\.2' \(SiLU\) has no LRP rule"):
-            explainer()(model, photos, torch.tensor([0, 1]))
+def calibrated(model: nn.Module) -> nn.Module:
+    """BatchNorm statistics from a batch of random images (the untrained EfficientNet's activations vanish
+    by 40× per stage otherwise), then no shifts and no biases."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = None
+                m.reset_running_stats()
+        model.train()(torch.rand((8, 3, 32, 32), generator=seeded(3)))
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear) and m.bias is not None:
+                m.bias.zero_()
+            elif isinstance(m, nn.BatchNorm2d):
+                m.running_mean.zero_()
+                m.bias.zero_()
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", sorted(LRP_FAMILY))
+def test_lrp_family_runs_on_efficientnet(zoo, photos, name) -> None:
+    # SiLU by the identity rule, the squeeze-excitation gates by signal-take-all, stochastic depth (eval)
+    # as an identity, depthwise convolutions: LRP-z conserves without shifts, the default ε absorbs < 1 %.
+    torch.manual_seed(0)
+    model = calibrated(reference_models.efficientnet_b0(num_classes=5, width_mult=0.25, depth_mult=0.25))
+    before = zoo.snapshot(model)
+    with torch.no_grad():
+        targets = model(photos).argmax(1)
+    logits = logits_of(model, photos, targets)
+    got = LRP_FAMILY[name]()(model, photos, targets)
+    assert torch.isfinite(got).all() and got.abs().sum() > 0
+    if name == "lrp_z":
+        torch.testing.assert_close(sums(got), logits, rtol=1e-4, atol=1e-6)
+    elif name == "lrp_epsilon":
+        assert ((1 - sums(got) / logits).abs() < 0.01).all()
+    zoo.assert_same_snapshot(before, zoo.snapshot(model))
+
+
+class SqueezeExcited(nn.Module):
+    """conv → ReLU → h · σ(fc(mean h)) → fc, the gate an nn.Sigmoid module (`detach_gate`: the gate as a
+    constant, for the expected value)."""
+
+    def __init__(self, detach_gate: bool = False) -> None:
+        super().__init__()
+        self.conv, self.relu, self.pool = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
+        self.squeeze, self.gate, self.fc = nn.Conv2d(4, 4, 1), nn.Sigmoid(), nn.Linear(4 * 16 * 16, 5)
+        self.detach_gate = detach_gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.conv(x))
+        gate = self.gate(self.squeeze(self.pool(h)))
+        return self.fc((h * (gate.detach() if self.detach_gate else gate)).flatten(1))
+
+
+def test_squeeze_excitation_gates_give_their_relevance_to_the_signal(images, targets) -> None:
+    # Signal-take-all (Arras et al. 2017): LRP-z is gradient × input of the network with its gate constant.
+    torch.manual_seed(0)
+    model = SqueezeExcited().eval()
+    constant_gate = SqueezeExcited(detach_gate=True).eval()
+    constant_gate.load_state_dict(model.state_dict())
+    x = images.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(constant_gate(x).gather(1, targets[:, None]).sum(), x)
+    torch.testing.assert_close(prop.LRPZ()(model, images, targets), grad * images, rtol=1e-4, atol=1e-7)
+
+
+class GateIntoLayer(SqueezeExcited):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.conv(x))
+        return self.fc(self.gate(h).flatten(1))
+
+
+def test_a_sigmoid_used_other_than_as_a_gate_is_refused(images, targets) -> None:
+    with pytest.raises(
+        UnsupportedModelError, match=r"module 'fc' takes the output of module 'gate' \(Sigmoid\)"
+    ):
+        prop.LRPZ()(GateIntoLayer().eval(), images, targets)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 5), nn.Sigmoid())
+    with pytest.raises(
+        UnsupportedModelError, match=r"the model returns the output of module '2' \(Sigmoid\)"
+    ):
+        prop.LRPZ()(model, images, targets)
 
 
 def folded_by_hand(network: nn.Sequential, normalize: Normalize) -> nn.Sequential:

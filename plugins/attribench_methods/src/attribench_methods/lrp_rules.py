@@ -95,10 +95,20 @@ class EpsilonRule(RelevanceRule):
 
 class PassRule(RelevanceRule):
     """Relevance passed on unchanged, element by element (ReLU, Dropout in eval mode, input normalisation):
-    also on inactive units, as innvestigate and Captum pass it through activations."""
+    also on inactive units, as innvestigate and Captum pass it through activations. For SiLU and GELU this
+    is the identity rule of AttnLRP (Achtibat et al. 2024)."""
 
     def relevance(self, module: nn.Module, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         return r
+
+
+class GateRule(RelevanceRule):
+    """No relevance into a multiplicative gate: in y = x · σ(g) the signal x takes all of y's relevance and
+    the gate's branch none (signal-take-all, Arras et al. 2017, for the gates of LSTMs; here the Sigmoid of
+    a squeeze-excitation block)."""
+
+    def relevance(self, module: nn.Module, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
 
 
 class SurrogateRule(PropagationRule, RelevanceRule):

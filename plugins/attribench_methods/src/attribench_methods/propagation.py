@@ -27,6 +27,7 @@ from attribench_methods.lrp_rules import (
     BoundedRule,
     EpsilonRule,
     FlatRule,
+    GateRule,
     GradientRule,
     PassRule,
     RelevanceRule,
@@ -34,6 +35,7 @@ from attribench_methods.lrp_rules import (
 )
 from attribench_methods.model_checks import UnsupportedModelError, canonical_copy, deeplift_model
 from attribench_methods.relevance import (
+    GATES,
     LayerCall,
     LayerTrace,
     fold_batch_norms,
@@ -47,7 +49,8 @@ DEEPLIFT_DELTA_TOLERANCE = 1e-3
 
 # Layers the ε rule applies to, layers propagated with the plain z-rule (ε ≈ 0: they are parameter-free or
 # per-channel affine, and an ε there would only absorb relevance), and layers relevance passes through
-# (activations, and the input normalisation: an elementwise map, so a pixel keeps its relevance).
+# (activations: ReLU, and SiLU/GELU by AttnLRP's identity rule; the input normalisation, an elementwise
+# map, so a pixel keeps its relevance). Gates (Sigmoid) take none (`GateRule`).
 LRP_EPSILON_LAYERS = (nn.Conv2d, nn.Linear)
 LRP_Z_LAYERS = (
     nn.MaxPool2d,
@@ -58,7 +61,7 @@ LRP_Z_LAYERS = (
     nn.Flatten,
     nn.Identity,
 )
-LRP_PASS_THROUGH = (nn.ReLU, nn.Dropout, Normalize)
+LRP_PASS_THROUGH = (nn.ReLU, nn.Dropout, Normalize, nn.SiLU, nn.GELU, *GATES)
 LRP_RULE_LAYERS = (*LRP_EPSILON_LAYERS, *LRP_Z_LAYERS)
 Z_RULE_EPSILON = 1e-9
 Z_RULE = EpsilonRule(Z_RULE_EPSILON)
@@ -112,11 +115,16 @@ def warn_summation_gap(
 # LRP
 
 
-def check_lrp_layers(model: nn.Module, method: str) -> None:
-    """Raise naming the first module that LRP cannot propagate through: an unknown layer type (GELU, SiLU,
-    Sigmoid gates, LayerNorm, attention: LRP is defined here for ReLU networks), a container that uses
-    parameters of its own, or a model that is one single module."""
+def check_lrp_layers(model: nn.Module, trace: LayerTrace, method: str) -> None:
+    """Raise naming the first module that LRP cannot propagate through: an unknown layer type (LayerNorm,
+    attention, Tanh, ...: LRP is defined here for ReLU networks) unless the probe pass did not call it or
+    it is parameter-free and returned its input itself (stochastic depth in eval mode); a container that
+    uses parameters of its own; a model that is one single module; a gate whose output is not only a
+    factor of a product."""
     known = ", ".join(t.__name__ for t in (*LRP_EPSILON_LAYERS, *LRP_Z_LAYERS, *LRP_PASS_THROUGH))
+    identities = {c.module for c in trace.calls if c.returns_input} - {
+        c.module for c in trace.calls if not c.returns_input
+    }
     for path, module in model.named_modules():
         where = f"{'module ' + repr(path) if path else 'the model'} ({type(module).__name__})"
         if next(module.children(), None) is not None:
@@ -129,10 +137,25 @@ def check_lrp_layers(model: nn.Module, method: str) -> None:
         elif module is model:
             raise UnsupportedModelError(f"{method}: {where} has no layer modules to propagate through.")
         elif not isinstance(module, LRP_RULE_LAYERS) and type(module) not in LRP_PASS_THROUGH:
+            unused = all(c.module is not module for c in trace.calls)
+            if unused or (module in identities and next(module.parameters(), None) is None):
+                continue
             raise UnsupportedModelError(
                 f"{method}: {where} has no LRP rule; LRP is defined here for ReLU networks of {known} "
                 "(explain this model with a gradient, IG or perturbation method instead)."
             )
+    gates = {k: f"module '{c.name}' ({type(c.module).__name__})" for k, c in enumerate(trace.calls)
+             if isinstance(c.module, GATES)}  # fmt: skip
+    only_as_gate = "which LRP supports only as a multiplicative gate x * σ(g)"
+    for call in trace.calls:
+        if call.source in gates:
+            raise UnsupportedModelError(
+                f"{method}: module '{call.name}' takes the output of {gates[call.source]}, {only_as_gate}."
+            )
+    if trace.output_source in gates:
+        raise UnsupportedModelError(
+            f"{method}: the model returns the output of {gates[trace.output_source]}, {only_as_gate}."
+        )
 
 
 def find_input_layer(trace: LayerTrace) -> int | None:
@@ -215,12 +238,12 @@ def lrp_model(model: nn.Module, inputs: torch.Tensor, *, method: str) -> tuple[n
 
     def copy_of_model() -> nn.Module:
         clone = canonical_copy(model, inputs, method=method)
-        check_lrp_layers(clone, method)
         return clone.requires_grad_(False)  # the rules need gradients with respect to activations only
 
     probe = inputs[:1]
     clone = copy_of_model()
     trace = trace_layers(clone, probe, method=method)
+    check_lrp_layers(clone, trace, method)
     with torch.no_grad():
         logits = clone(probe)
     if fold_batch_norms(clone, trace):
@@ -247,7 +270,8 @@ def layer_rules(
     trace: LayerTrace, weight_rule: Callable[[nn.Module], RelevanceRule], *, pool_rule: RelevanceRule
 ) -> dict[nn.Module, RelevanceRule]:
     """`weight_rule(layer)` on Conv2d/Linear, `pool_rule` on pooling, the z-rule on BatchNorm2d,
-    relevance unchanged through Flatten/Identity, ReLU, Dropout and the input Normalize."""
+    relevance unchanged through Flatten/Identity, activations, Dropout and the input Normalize, none into
+    gates."""
     rules: dict[nn.Module, RelevanceRule] = {}
     for call in trace.calls:
         module = call.module
@@ -259,6 +283,8 @@ def layer_rules(
             rules[module] = GradientRule()
         elif isinstance(module, nn.BatchNorm2d):
             rules[module] = Z_RULE
+        elif isinstance(module, GATES):
+            rules[module] = GateRule()
         else:
             rules[module] = PassRule()
     return rules

@@ -30,7 +30,7 @@ not have, and SMERF's reproduction needs innvestigate's rules exactly.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -52,6 +52,7 @@ class LayerCall:
     in_order: bool  # the input holds the source's elements in the source's order (not a transpose)
     input_shape: tuple[int, ...]  # for the probe's batch of one
     computed_by: str = ""  # why `source` is None: how the input was computed
+    returns_input: bool = False  # the call returned its input tensor itself (an identity in this mode)
 
 
 @dataclass(frozen=True)
@@ -142,35 +143,51 @@ def _operation_name(func: Callable[..., Any]) -> str:
     return name.rstrip("_")
 
 
+# Layers whose output may only serve as a multiplicative gate `x * σ(g)` (squeeze-excitation): relevance
+# then goes to the signal x only (signal-take-all, Arras et al. 2017); see `propagation.GateRule`.
+GATES = (nn.Sigmoid,)
+
+
 class _ForwardCode(TorchFunctionMode):
     """Records the torch operations that `forward` runs outside layer modules on tensors computed from the
-    input, and those of them that are not piecewise linear."""
+    input, and those of them that are not piecewise linear; a gate layer's output may only be reshaped and
+    multiply one other computed tensor."""
 
     def __init__(self, computed: list[torch.Tensor], last_layer: Callable[[], str]) -> None:
         super().__init__()
         self.inside_layer = 0
         self.computed = {id(t) for t in computed}
+        self.gates: set[int] = set()
         self.kept = list(computed)  # keeps the ids valid
         self.last_layer = last_layer
         self.nonlinear: list[str] = []
 
-    def mark(self, tensors: list[torch.Tensor]) -> None:
-        self.computed.update(id(t) for t in tensors)
+    def mark(self, tensors: list[torch.Tensor], *, gate: bool = False) -> None:
+        (self.gates if gate else self.computed).update(id(t) for t in tensors)
         self.kept += tensors
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
         if self.inside_layer:
             return out
-        live = [t for t in _tensors((args, kwargs)) if id(t) in self.computed]
+        operands = _tensors((args, kwargs))
+        live = {id(t) for t in operands if id(t) in self.computed}
+        gates = {id(t) for t in operands if id(t) in self.gates}
         results = _tensors(out)
         name = _operation_name(func)
-        if live and results and name not in CONSTANT_MAKERS:
-            linear = name in PIECEWISE_LINEAR or (name in PRODUCTS and len({id(t) for t in live}) == 1)
+        if not (live or gates) or not results or name in CONSTANT_MAKERS:
+            return out
+        if gates and not live and name in PIECEWISE_LINEAR:  # a reshaped gate
+            self.mark(results, gate=True)
+            return out
+        if gates:
+            linear, what = name == "mul" and len(live) == 1, f"a gate layer's output used in {name}"
+        else:
+            linear = name in PIECEWISE_LINEAR or (name in PRODUCTS and len(live) == 1)
             what = f"{name} of two computed tensors" if name in PRODUCTS else name
-            if not linear and not any(seen.startswith(f"{what} (") for seen in self.nonlinear):
-                self.nonlinear.append(f"{what} (after {self.last_layer()})")
-            self.mark(results)
+        if not linear and not any(seen.startswith(f"{what} (") for seen in self.nonlinear):
+            self.nonlinear.append(f"{what} (after {self.last_layer()})")
+        self.mark(results)
         return out
 
 
@@ -211,7 +228,9 @@ def trace_layers(model: nn.Module, probe: torch.Tensor, *, method: str) -> Layer
         for t in output if isinstance(output, tuple | list) else (output,):
             if isinstance(t, torch.Tensor):
                 produced.append((index, t, t._version))
-                code.mark([t])
+                code.mark([t], gate=isinstance(module, GATES))
+        if any(output is a for a in (*args, *kwargs.values())):
+            calls[index] = replace(calls[index], returns_input=True)
         code.inside_layer -= 1
 
     leaves = [m for m in names if next(m.children(), None) is None]
