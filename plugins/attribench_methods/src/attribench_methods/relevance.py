@@ -16,9 +16,11 @@ The engine mixes two formulations so that it needs neither a `nn.Sequential` cha
   (Ancona et al. 2018: z-rule LRP is gradient × input on such operations). A layer output that feeds such
   code turns c back into R = a ⊙ c; a layer input computed by it turns R into c = R / a.
 
-Other operations in `forward` (a product of two computed tensors such as a gate `x * σ(g)` or attention,
-softmax, GELU, exp, layer norm) have no such reading: the probe pass lists them (`LayerTrace.nonlinear`), and
-the explainers refuse them by name, as they refuse layer modules they have no rule for.
+Other operations in `forward` (a product of two computed tensors such as attention, softmax, GELU, exp,
+layer norm) have no such reading: the probe pass lists them (`LayerTrace.nonlinear`), and the explainers
+refuse them by name, as they refuse layer modules they have no rule for. The one product allowed is a
+signal times the output of a gate layer (`GATES`, `x * sigmoid(g)`): the gate's rule sends no relevance
+into its branch, so the signal takes all (Arras et al. 2017).
 
 Why not Captum's `LRP`: it passes R itself through code in `forward`, so an addition hands the full
 relevance to both addends. Why not Zennit, whose rules ours follow: it cannot be imported beside a CPU-only
