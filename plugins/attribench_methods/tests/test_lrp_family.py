@@ -711,6 +711,13 @@ class GateIntoLayer(SqueezeExcited):
         return self.fc(self.gate(h).flatten(1))
 
 
+@pytest.mark.parametrize("name", sorted(LRP_FAMILY))
+def test_batch_statistics_are_refused(images, targets, name) -> None:
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(392, 5))
+    with pytest.raises(UnsupportedModelError, match=r"module '1' \(BatchNorm2d\) is in training mode"):
+        LRP_FAMILY[name]()(model.train(), images, targets)
+
+
 def test_a_sigmoid_used_other_than_as_a_gate_is_refused(images, targets) -> None:
     with pytest.raises(
         UnsupportedModelError, match=r"module 'fc' takes the output of module 'gate' \(Sigmoid\)"

@@ -115,12 +115,18 @@ def warn_summation_gap(
 # LRP
 
 
+def in_training_mode(module: nn.Module) -> bool:
+    """A BatchNorm2d that normalises with batch statistics, or an active Dropout: samples would interact."""
+    batch_stats = isinstance(module, nn.BatchNorm2d) and (module.training or module.running_var is None)
+    return batch_stats or (isinstance(module, nn.Dropout) and module.training and module.p > 0)
+
+
 def check_lrp_layers(model: nn.Module, trace: LayerTrace, method: str) -> None:
     """Raise naming the first module that LRP cannot propagate through: an unknown layer type (LayerNorm,
     attention, Tanh, ...: LRP is defined here for ReLU networks) unless the probe pass did not call it or
     it is parameter-free and returned its input itself (stochastic depth in eval mode); a container that
-    uses parameters of its own; a model that is one single module; a gate whose output is not only a
-    factor of a product."""
+    uses parameters of its own; a model that is one single module; BatchNorm or Dropout in training mode; a
+    gate whose output is not only a factor of a product."""
     known = ", ".join(t.__name__ for t in (*LRP_EPSILON_LAYERS, *LRP_Z_LAYERS, *LRP_PASS_THROUGH))
     identities = {c.module for c in trace.calls if c.returns_input} - {
         c.module for c in trace.calls if not c.returns_input
@@ -144,6 +150,10 @@ def check_lrp_layers(model: nn.Module, trace: LayerTrace, method: str) -> None:
                 f"{method}: {where} has no LRP rule; LRP is defined here for ReLU networks of {known} "
                 "(explain this model with a gradient, IG or perturbation method instead)."
             )
+    for call in trace.calls:
+        if in_training_mode(call.module):
+            where = f"module '{call.name}' ({type(call.module).__name__})"
+            raise UnsupportedModelError(f"{method}: {where} is in training mode; call model.eval() first.")
     gates = {k: f"module '{c.name}' ({type(c.module).__name__})" for k, c in enumerate(trace.calls)
              if isinstance(c.module, GATES)}  # fmt: skip
     only_as_gate = "which LRP supports only as a multiplicative gate x * σ(g)"
@@ -488,9 +498,7 @@ def layer_chain(model: nn.Module, probe: torch.Tensor, *, method: str) -> list[L
             )
         if not isinstance(call.module, REVEAL_CANCEL_LINEAR + REVEAL_CANCEL_ACTIVATIONS):
             raise UnsupportedModelError(f"{method}: {where} has no DeepLIFT rule; supported layers: {known}.")
-        module = call.module
-        batch_stats = isinstance(module, nn.BatchNorm2d) and (module.training or module.running_var is None)
-        if batch_stats or (isinstance(module, nn.Dropout) and module.training and module.p > 0):
+        if in_training_mode(call.module):
             raise UnsupportedModelError(f"{method}: {where} is in training mode; call model.eval() first.")
     if trace.output_source != len(calls) - 1 or not trace.output_in_order:
         raise UnsupportedModelError(f"{method}: the model's output is not the output of its last layer.")
