@@ -808,3 +808,13 @@ def test_batch_norm_is_folded_only_where_that_keeps_the_logits(zoo, images, targ
     (grad,) = torch.autograd.grad(model(x).gather(1, targets[:, None]).sum(), x)
     torch.testing.assert_close(prop.LRPZ()(model, images, targets), grad * images, rtol=1e-4, atol=1e-7)
     zoo.assert_same_snapshot(before, zoo.snapshot(model))
+
+
+def test_a_normalize_inside_the_network_is_refused(images, targets) -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 3, 1), Normalize(IMAGENET_MEAN, IMAGENET_STD), nn.Flatten(), nn.Linear(768, 5)
+    ).eval()
+    with pytest.raises(
+        UnsupportedModelError, match=r"module '1' \(Normalize\) does not take the model input"
+    ):
+        prop.LRPZ()(model, images, targets)

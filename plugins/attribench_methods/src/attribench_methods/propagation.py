@@ -125,8 +125,9 @@ def check_lrp_layers(model: nn.Module, trace: LayerTrace, method: str) -> None:
     """Raise naming the first module that LRP cannot propagate through: an unknown layer type (LayerNorm,
     attention, Tanh, ...: LRP is defined here for ReLU networks) unless the probe pass did not call it or
     it is parameter-free and returned its input itself (stochastic depth in eval mode); a container that
-    uses parameters of its own; a model that is one single module; BatchNorm or Dropout in training mode; a
-    gate whose output is not only a factor of a product."""
+    uses parameters of its own; a model that is one single module; code in forward that is not piecewise
+    linear; BatchNorm or Dropout in training mode; a `Normalize` inside the network; a gate whose output is
+    not only a factor of a product."""
     known = ", ".join(t.__name__ for t in (*LRP_EPSILON_LAYERS, *LRP_Z_LAYERS, *LRP_PASS_THROUGH))
     identities = {c.module for c in trace.calls if c.returns_input} - {
         c.module for c in trace.calls if not c.returns_input
@@ -150,10 +151,20 @@ def check_lrp_layers(model: nn.Module, trace: LayerTrace, method: str) -> None:
                 f"{method}: {where} has no LRP rule; LRP is defined here for ReLU networks of {known} "
                 "(explain this model with a gradient, IG or perturbation method instead)."
             )
+    if trace.nonlinear:
+        raise UnsupportedModelError(
+            f"{method}: forward computes {', '.join(trace.nonlinear)} outside layer modules, which LRP has "
+            "no rule for (it is defined here for ReLU networks; explain this model with a gradient, IG or "
+            "perturbation method instead)."
+        )
     for call in trace.calls:
+        where = f"module '{call.name}' ({type(call.module).__name__})"
         if in_training_mode(call.module):
-            where = f"module '{call.name}' ({type(call.module).__name__})"
             raise UnsupportedModelError(f"{method}: {where} is in training mode; call model.eval() first.")
+        if isinstance(call.module, Normalize) and call.source != -1:
+            raise UnsupportedModelError(
+                f"{method}: {where} does not take the model input; only input normalisation is supported."
+            )
     gates = {k: f"module '{c.name}' ({type(c.module).__name__})" for k, c in enumerate(trace.calls)
              if isinstance(c.module, GATES)}  # fmt: skip
     only_as_gate = "which LRP supports only as a multiplicative gate x * σ(g)"
@@ -261,18 +272,6 @@ def lrp_model(model: nn.Module, inputs: torch.Tensor, *, method: str) -> tuple[n
             same = torch.allclose(clone(probe), logits, rtol=1e-4, atol=1e-5)
         clone = clone if same else copy_of_model()  # a convolution's output also used elsewhere: unfolded
         trace = trace_layers(clone, probe, method=method)
-    if trace.nonlinear:
-        raise UnsupportedModelError(
-            f"{method}: forward computes {', '.join(trace.nonlinear)} outside layer modules, which LRP has "
-            "no rule for (it is defined here for ReLU networks; explain this model with a gradient, IG or "
-            "perturbation method instead)."
-        )
-    for call in trace.calls:
-        if isinstance(call.module, Normalize) and call.source != -1:
-            raise UnsupportedModelError(
-                f"{method}: module '{call.name}' (Normalize) does not take the model input; only input "
-                "normalisation is supported."
-            )
     return clone, trace
 
 
