@@ -818,3 +818,15 @@ def test_a_normalize_inside_the_network_is_refused(images, targets) -> None:
         UnsupportedModelError, match=r"module '1' \(Normalize\) does not take the model input"
     ):
         prop.LRPZ()(model, images, targets)
+
+
+def test_sliced_and_channels_last_inputs_give_the_same_map() -> None:
+    torch.manual_seed(0)
+    model = ARCHITECTURES["resnet18"]().eval()
+    big = torch.rand((2, 3, 40, 40), generator=seeded(12))
+    sliced = big[:, :, 3:35, 5:37]
+    expected = prop.LRPZ()(model, sliced.contiguous(), torch.tensor([0, 1]))
+    for x in (sliced, sliced.contiguous(memory_format=torch.channels_last)):
+        torch.testing.assert_close(
+            prop.LRPZ()(model, x, torch.tensor([0, 1])), expected, rtol=1e-4, atol=1e-7
+        )

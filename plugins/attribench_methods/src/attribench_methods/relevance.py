@@ -366,9 +366,9 @@ def propagate_relevance(
         if call.source is None:
             new = _RelevanceToRate.apply(t)
         else:
-            with_rule, fed_forward = produced[call.source]
+            with_rule, fed_forward = produced[call.source]  # equal strides: one is a clone of the other
             offset = t.storage_offset() - fed_forward.storage_offset() + with_rule.storage_offset()
-            new = with_rule.as_strided(t.size(), t.stride(), offset)
+            new = with_rule if t is fed_forward else with_rule.as_strided(t.size(), t.stride(), offset)
         stack.append(index)
         args = tuple(new if a is t else a for a in args)
         return args, {k: new if v is t else v for k, v in kwargs.items()}
@@ -387,7 +387,7 @@ def propagate_relevance(
     leaves = {call.module for call in calls}
     handles = [m.register_forward_pre_hook(before, with_kwargs=True) for m in leaves]
     handles += [m.register_forward_hook(after, with_kwargs=True) for m in leaves]
-    x = inputs.detach().requires_grad_(True)
+    x = inputs.detach().contiguous().requires_grad_(True)  # a clone of it has the same strides
     produced[-1] = (x, _RateToRelevance.apply(x))
     try:
         with torch.enable_grad():
