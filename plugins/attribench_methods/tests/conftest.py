@@ -51,14 +51,7 @@ STOCHASTIC = {
 }
 MODEL_FREE = {"random", "edge"}
 # Methods that propagate through layer modules only and refuse operations computed outside them (`+`, cat).
-LAYER_CHAIN_ONLY = {
-    "lrp_epsilon",
-    "lrp_z",
-    "lrp_alpha1beta0_flat",
-    "lrp_alpha2beta1_flat",
-    "deep_taylor",
-    "deeplift_rc",
-}
+LAYER_CHAIN_ONLY = {"deeplift_rc"}
 # Fewer samples/steps than the defaults, to keep the tests fast (the axiom tests name the counts they check).
 FAST = {
     "smoothgrad": {"samples": 4},

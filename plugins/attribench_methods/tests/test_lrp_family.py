@@ -4,6 +4,8 @@ hand computations, an independent dense-matrix reference of every rule, and the 
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,9 @@ from captum.attr import LRP
 from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule
 from torch import nn
 
+from attribench_core import reference_models
 from attribench_core.model import ModelInfo, attach_info
+from attribench_core.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalize, Normalized
 from attribench_core.testing import check_explainer
 
 LRP_FAMILY = {
@@ -362,7 +366,6 @@ class ViewCNN(nn.Module):
         return self.fc(x.view(x.shape[0], -1))
 
 
-@pytest.mark.parametrize("name", sorted(CHAIN_ONLY))
 @pytest.mark.parametrize(
     ("build", "message"),
     [
@@ -375,13 +378,92 @@ class ViewCNN(nn.Module):
     ],
     ids=["residual", "inplace_residual", "cat", "functional_relu", "scaled_output"],
 )  # fmt: skip
-def test_functional_operations_are_refused_by_name(zoo, images, targets, name, build, message) -> None:
+def test_reveal_cancel_refuses_functional_operations_by_name(zoo, images, targets, build, message) -> None:
     torch.manual_seed(0)
     model = build().eval()
     before = zoo.snapshot(model)
     with pytest.raises(UnsupportedModelError, match=message):
-        CHAIN_ONLY[name]()(model, images, targets)
+        prop.DeepLiftRevealCancel()(model, images, targets)
     zoo.assert_same_snapshot(before, zoo.snapshot(model))
+
+
+FUNCTIONAL = {
+    "residual": Residual,
+    "inplace_residual": lambda: Residual(inplace=True),
+    "cat": Concatenated,
+    "functional_relu": FunctionalReLU,
+    "scaled_output": ScaledOutput,
+}
+
+
+@pytest.mark.parametrize("build", sorted(FUNCTIONAL))
+def test_lrp_z_through_functional_operations_is_gradient_times_input(zoo, images, targets, build) -> None:
+    # The z-rule of a ReLU network with additions, concatenations, F.relu and scaling in forward equals
+    # gradient × input, biases included (Ancona et al. 2018): relevance splits by the z-rule there.
+    torch.manual_seed(0)
+    model = FUNCTIONAL[build]().eval()
+    before = zoo.snapshot(model)
+    x = images.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(x).gather(1, targets[:, None]).sum(), x)
+    torch.testing.assert_close(prop.LRPZ()(model, images, targets), grad * images, rtol=1e-4, atol=1e-7)
+    zoo.assert_same_snapshot(before, zoo.snapshot(model))
+
+
+@pytest.mark.parametrize("name", sorted(LRP_FAMILY))
+@pytest.mark.parametrize("build", sorted(FUNCTIONAL))
+def test_lrp_family_runs_through_functional_operations(zoo, images, targets, name, build) -> None:
+    torch.manual_seed(0)
+    model = FUNCTIONAL[build]().eval()
+    before = zoo.snapshot(model)
+    got = LRP_FAMILY[name]()(model, images, targets)
+    assert got.shape == images.shape and torch.isfinite(got).all()
+    zoo.assert_same_snapshot(before, zoo.snapshot(model))
+
+
+class Gated(Residual):
+    """A squeeze-excitation-like gate `h · σ(g(h))` written in forward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu1(self.conv1(x))
+        return self.fc((h * torch.sigmoid(self.conv2(h))).flatten(1))
+
+
+class FunctionalGELU(Residual):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.gelu(self.conv1(x)).flatten(1))
+
+
+@pytest.mark.parametrize("name", sorted(LRP_FAMILY))
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (Gated, r"forward computes sigmoid \(after module 'conv2'\), mul of two computed tensors"),
+        (FunctionalGELU, r"forward computes gelu \(after module 'conv1'\) outside layer modules"),
+    ],
+    ids=["gate", "gelu"],
+)
+def test_non_linear_code_in_forward_is_refused_by_name(zoo, images, targets, name, build, message) -> None:
+    model = build().eval()
+    before = zoo.snapshot(model)
+    with pytest.raises(UnsupportedModelError, match=message):
+        LRP_FAMILY[name]()(model, images, targets)
+    zoo.assert_same_snapshot(before, zoo.snapshot(model))
+
+
+def test_a_residual_addition_splits_relevance_by_the_z_rule_without_bias(images, targets) -> None:
+    # Bias-free: relevance is conserved through `out += h` (Captum's LRP used to hand R to both addends).
+    torch.manual_seed(0)
+    for inplace in (False, True):
+        model = Residual(inplace=inplace).eval()
+        with torch.no_grad():
+            for layer in (model.conv1, model.conv2, model.fc):
+                layer.bias.zero_()
+        logits = logits_of(model, images, targets)
+        torch.testing.assert_close(sums(prop.LRPZ()(model, images, targets)), logits, rtol=1e-4, atol=1e-6)
+        got = sums(prop.LRPEpsilon(epsilon=1e-9)(model, images, targets))
+        torch.testing.assert_close(got, logits, rtol=1e-4, atol=1e-6)
+        # (α-β is not conservative here: the split gives conv2 negative relevance on units whose
+        # contributions are all negative, which α1β0 drops.)
 
 
 def test_deeplift_rescale_still_accepts_a_residual_addition(images, targets) -> None:
@@ -497,3 +579,254 @@ def test_reveal_cancel_refuses_what_it_cannot_run(zoo, images, targets) -> None:
         rc(model.train(), images, targets)
     with pytest.raises(ValueError, match=r"Targets must lie in \[0, 5\)"):
         rc(model.eval(), images, torch.tensor([0, 7, 1]))
+
+
+# --- real architectures (attribench_core.reference_models) and input normalisation ----------------------
+
+
+def without_shifts(model: nn.Module) -> nn.Module:
+    """Zero biases, BatchNorm without shift (mean 0, β 0) but with seeded scales and variances: every
+    relevance the z-rule starts with must reach the input."""
+    g = seeded(7)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear) and m.bias is not None:
+                m.bias.zero_()
+            elif isinstance(m, nn.BatchNorm2d):
+                m.running_mean.zero_()
+                m.bias.zero_()
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+ARCHITECTURES = {
+    "resnet18": lambda: reference_models.resnet18(num_classes=5, width=4),
+    "vgg11_bn": lambda: reference_models.vgg11_bn(num_classes=5, width=4, classifier_width=16),
+}
+
+
+@pytest.fixture(scope="module")
+def photos() -> torch.Tensor:
+    return torch.rand((2, 3, 32, 32), generator=seeded(11))
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_lrp_z_conserves_and_default_epsilon_absorbs_under_one_percent(zoo, photos, arch) -> None:
+    # ResNet-18: residual `out += identity`, reused in-place ReLU, BatchNorm, overlapping stem max-pool,
+    # torch.flatten in forward; VGG-11-BN: BatchNorm, max-pool, adaptive average pool, dropout.
+    torch.manual_seed(0)
+    model = without_shifts(ARCHITECTURES[arch]())
+    before = zoo.snapshot(model)
+    with torch.no_grad():
+        targets = model(photos).argmax(1)  # the predicted class: a logit near 0 is absorbed by any ε
+    logits = logits_of(model, photos, targets)
+    torch.testing.assert_close(sums(prop.LRPZ()(model, photos, targets)), logits, rtol=1e-4, atol=1e-7)
+    absorbed = 1 - sums(prop.LRPEpsilon()(model, photos, targets)) / logits
+    assert (absorbed.abs() < 0.01).all(), absorbed
+    assert ((1 - sums(prop.LRPEpsilon(epsilon=1.0)(model, photos, targets)) / logits) > 0.9).all()
+    zoo.assert_same_snapshot(before, zoo.snapshot(model))
+
+
+@pytest.mark.parametrize("name", sorted(LRP_FAMILY))
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_lrp_family_runs_on_resnet18_and_vgg11_bn(zoo, photos, arch, name) -> None:
+    torch.manual_seed(0)
+    model = ARCHITECTURES[arch]().eval()
+    normalized = Normalized(Normalize(IMAGENET_MEAN, IMAGENET_STD), model).eval()
+    before = zoo.snapshot(normalized)
+    for subject in (model, normalized):
+        got = LRP_FAMILY[name]()(subject, photos, torch.tensor([1, 2]))
+        assert got.shape == photos.shape and torch.isfinite(got).all() and got.abs().sum() > 0
+    zoo.assert_same_snapshot(before, zoo.snapshot(normalized))
+
+
+def calibrated(model: nn.Module) -> nn.Module:
+    """BatchNorm statistics from a batch of random images (the untrained EfficientNet's activations vanish
+    by 40× per stage otherwise), then no shifts and no biases."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = None
+                m.reset_running_stats()
+        model.train()(torch.rand((8, 3, 32, 32), generator=seeded(3)))
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear) and m.bias is not None:
+                m.bias.zero_()
+            elif isinstance(m, nn.BatchNorm2d):
+                m.running_mean.zero_()
+                m.bias.zero_()
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", sorted(LRP_FAMILY))
+def test_lrp_family_runs_on_efficientnet(zoo, photos, name) -> None:
+    # SiLU by the identity rule, the squeeze-excitation gates by signal-take-all, stochastic depth (eval)
+    # as an identity, depthwise convolutions: LRP-z conserves without shifts, the default ε absorbs < 1 %.
+    torch.manual_seed(0)
+    model = calibrated(reference_models.efficientnet_b0(num_classes=5, width_mult=0.25, depth_mult=0.25))
+    before = zoo.snapshot(model)
+    with torch.no_grad():
+        targets = model(photos).argmax(1)
+    logits = logits_of(model, photos, targets)
+    got = LRP_FAMILY[name]()(model, photos, targets)
+    assert torch.isfinite(got).all() and got.abs().sum() > 0
+    if name == "lrp_z":
+        torch.testing.assert_close(sums(got), logits, rtol=1e-4, atol=1e-6)
+    elif name == "lrp_epsilon":
+        assert ((1 - sums(got) / logits).abs() < 0.01).all()
+    zoo.assert_same_snapshot(before, zoo.snapshot(model))
+
+
+class SqueezeExcited(nn.Module):
+    """conv → ReLU → h · σ(fc(mean h)) → fc, the gate an nn.Sigmoid module (`detach_gate`: the gate as a
+    constant, for the expected value)."""
+
+    def __init__(self, detach_gate: bool = False) -> None:
+        super().__init__()
+        self.conv, self.relu, self.pool = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
+        self.squeeze, self.gate, self.fc = nn.Conv2d(4, 4, 1), nn.Sigmoid(), nn.Linear(4 * 16 * 16, 5)
+        self.detach_gate = detach_gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.conv(x))
+        gate = self.gate(self.squeeze(self.pool(h)))
+        return self.fc((h * (gate.detach() if self.detach_gate else gate)).flatten(1))
+
+
+def test_squeeze_excitation_gates_give_their_relevance_to_the_signal(images, targets) -> None:
+    # Signal-take-all (Arras et al. 2017): LRP-z is gradient × input of the network with its gate constant.
+    torch.manual_seed(0)
+    model = SqueezeExcited().eval()
+    constant_gate = SqueezeExcited(detach_gate=True).eval()
+    constant_gate.load_state_dict(model.state_dict())
+    x = images.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(constant_gate(x).gather(1, targets[:, None]).sum(), x)
+    torch.testing.assert_close(prop.LRPZ()(model, images, targets), grad * images, rtol=1e-4, atol=1e-7)
+
+
+class GateIntoLayer(SqueezeExcited):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.conv(x))
+        return self.fc(self.gate(h).flatten(1))
+
+
+@pytest.mark.parametrize("name", sorted(LRP_FAMILY))
+def test_batch_statistics_are_refused(images, targets, name) -> None:
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(392, 5))
+    with pytest.raises(UnsupportedModelError, match=r"module '1' \(BatchNorm2d\) is in training mode"):
+        LRP_FAMILY[name]()(model.train(), images, targets)
+
+
+def test_a_sigmoid_used_other_than_as_a_gate_is_refused(images, targets) -> None:
+    with pytest.raises(
+        UnsupportedModelError, match=r"module 'fc' takes the output of module 'gate' \(Sigmoid\)"
+    ):
+        prop.LRPZ()(GateIntoLayer().eval(), images, targets)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 5), nn.Sigmoid())
+    with pytest.raises(
+        UnsupportedModelError, match=r"the model returns the output of module '2' \(Sigmoid\)"
+    ):
+        prop.LRPZ()(model, images, targets)
+
+
+def folded_by_hand(network: nn.Sequential, normalize: Normalize) -> nn.Sequential:
+    """`network` with (x − mean) / std folded into its first convolution (no padding)."""
+    folded = copy.deepcopy(network)
+    conv = folded[0]
+    with torch.no_grad():
+        weight = conv.weight / normalize.std.view(1, -1, 1, 1)
+        conv.bias -= (weight * normalize.mean.view(1, -1, 1, 1)).sum((1, 2, 3))
+        conv.weight.copy_(weight)
+    return folded
+
+
+@pytest.mark.parametrize("name", sorted(LRP_FAMILY))
+def test_input_normalisation_is_folded_into_the_input_layer(photos, name) -> None:
+    # LRP of Normalized(N, net) on [0, 1] images equals LRP of net with N folded into its first conv: the
+    # ε/z rule measures the input from black, flat is unchanged, z^B gets the per-channel normalised bounds.
+    torch.manual_seed(0)
+    network = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4),
+        nn.ReLU(), nn.Flatten(), nn.Linear(4 * 15 * 15, 5),
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        network[0].weight.mul_(3)  # logits well above 0 for Deep Taylor
+    normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    targets = torch.tensor([1, 4])
+    expected = LRP_FAMILY[name]()(folded_by_hand(network, normalize), photos, targets)
+    got = LRP_FAMILY[name]()(Normalized(normalize, network).eval(), photos, targets)
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+class PaddedFirst(nn.Module):
+    """A network whose input goes through code in forward (padding) before its first layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.relu, self.fc = nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Linear(4 * 32 * 32, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.relu(self.conv(F.pad(x, (1, 1, 1, 1)))).flatten(1))
+
+
+@pytest.mark.parametrize("build", ["resnet18", "padded_first"])
+def test_lrp_z_behind_normalize_is_gradient_times_the_unit_range_input(photos, build) -> None:
+    # Folding the normalisation into the input layer makes LRP-z of a ReLU network x ⊙ ∂f/∂x on the [0, 1]
+    # image (biases and BatchNorm shifts included), also where code in forward precedes the first layer.
+    torch.manual_seed(0)
+    network = ARCHITECTURES["resnet18"]() if build == "resnet18" else PaddedFirst()
+    model = Normalized(Normalize(IMAGENET_MEAN, IMAGENET_STD), network).eval()
+    targets = torch.tensor([1, 3])
+    x = photos.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(x).gather(1, targets[:, None]).sum(), x)
+    torch.testing.assert_close(prop.LRPZ()(model, photos, targets), grad * photos, rtol=1e-4, atol=1e-6)
+
+
+class ConvUsedTwice(nn.Module):
+    """A convolution whose output feeds its BatchNorm and, in forward, an addition: it cannot be folded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn, self.relu = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()
+        self.fc = nn.Linear(4 * 16 * 16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return self.fc(self.relu(self.bn(h) + h).flatten(1))
+
+
+def test_batch_norm_is_folded_only_where_that_keeps_the_logits(zoo, images, targets) -> None:
+    torch.manual_seed(0)
+    model = ConvUsedTwice().eval()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.weight.uniform_(0.5, 2.0)
+    before = zoo.snapshot(model)
+    x = images.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(x).gather(1, targets[:, None]).sum(), x)
+    torch.testing.assert_close(prop.LRPZ()(model, images, targets), grad * images, rtol=1e-4, atol=1e-7)
+    zoo.assert_same_snapshot(before, zoo.snapshot(model))
+
+
+def test_a_normalize_inside_the_network_is_refused(images, targets) -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 3, 1), Normalize(IMAGENET_MEAN, IMAGENET_STD), nn.Flatten(), nn.Linear(768, 5)
+    ).eval()
+    with pytest.raises(
+        UnsupportedModelError, match=r"module '1' \(Normalize\) does not take the model input"
+    ):
+        prop.LRPZ()(model, images, targets)
+
+
+def test_sliced_and_channels_last_inputs_give_the_same_map() -> None:
+    torch.manual_seed(0)
+    model = ARCHITECTURES["resnet18"]().eval()
+    big = torch.rand((2, 3, 40, 40), generator=seeded(12))
+    sliced = big[:, :, 3:35, 5:37]
+    expected = prop.LRPZ()(model, sliced.contiguous(), torch.tensor([0, 1]))
+    for x in (sliced, sliced.contiguous(memory_format=torch.channels_last)):
+        torch.testing.assert_close(
+            prop.LRPZ()(model, x, torch.tensor([0, 1])), expected, rtol=1e-4, atol=1e-7
+        )

@@ -5,6 +5,7 @@ import json
 
 import pytest
 from attribench_smerf import models, reproduction
+from attribench_smerf.reproduction import LRP_EPSILON
 from click.testing import CliRunner
 
 from attribench_core.cli import cli
@@ -69,7 +70,7 @@ def _values(simple_mean, simple_min, complex_mean, complex_min):
 
 
 def test_report_checks_the_papers_findings_by_hand():
-    good = {name: _values(0.6, 0.4, 0.3, 0.05) for name in ("ig", "lrp_epsilon", "deeplift_rc")}
+    good = {name: _values(0.6, 0.4, 0.3, 0.05) for name in ("ig", LRP_EPSILON, "deeplift_rc")}
     good |= {"random": _values(0.03, 0.01, 0.02, 0.0), "edge": _values(0.05, 0.02, 0.04, 0.0)}
     results = [{"explainer": f"methods.{n}", "values": v} for n, v in good.items()]
     text = reproduction.report(results)

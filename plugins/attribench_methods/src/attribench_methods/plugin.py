@@ -83,9 +83,9 @@ def register_explainers(register: Callable[..., Any]) -> None:
     register(
         "lrp_epsilon",
         f"{PKG}.propagation:LRPEpsilon",
-        description="LRP-ε (Bach et al. 2015), ε = 1 on Conv2d/Linear layers",
+        description="LRP-ε (Bach et al. 2015), ε = 1e-4 × RMS of each Conv2d/Linear layer's outputs",
         aliases=("lrp_eps",),
-        computed_by="captum.attr.LRP",
+        computed_by="ours (attribench_methods.relevance)",
     )
     register(
         "random",
@@ -163,28 +163,28 @@ def register_explainers(register: Callable[..., Any]) -> None:
         f"{PKG}.propagation:LRPZ",
         description="LRP-z (Bach et al. 2015): z-rule with bias, ε → 0 on every layer",
         aliases=("lrp_0",),
-        computed_by="captum.attr.LRP",
+        computed_by="ours (attribench_methods.relevance)",
     )
     register(
         "lrp_alpha1beta0_flat",
         f"{PKG}.propagation:LRPAlpha1Beta0Flat",
         description="LRP preset A-flat: ε on Linear, α1β0 on Conv2d, flat rule on the input layer",
         aliases=("lrp_preset_a_flat",),
-        computed_by="captum.attr.LRP with our alpha-beta and flat rules",
+        computed_by="ours (attribench_methods.relevance) with our alpha-beta and flat rules",
     )
     register(
         "lrp_alpha2beta1_flat",
         f"{PKG}.propagation:LRPAlpha2Beta1Flat",
         description="LRP preset B-flat: ε on Linear, α2β1 on Conv2d, flat rule on the input layer",
         aliases=("lrp_preset_b_flat",),
-        computed_by="captum.attr.LRP with our alpha-beta and flat rules",
+        computed_by="ours (attribench_methods.relevance) with our alpha-beta and flat rules",
     )
     register(
         "deep_taylor",
         f"{PKG}.propagation:DeepTaylor",
         description="Deep Taylor, bounded (Montavon et al. 2017): z^B at the input, z+ above, w² at the top",
         aliases=("deeptaylor", "deep_taylor_bounded"),
-        computed_by="captum.attr.LRP with our z^B, z+ and w² rules",
+        computed_by="ours (attribench_methods.relevance) with our z^B, z+ and w² rules",
     )
     register(
         "deeplift_rc",

@@ -9,6 +9,8 @@ from typing import Any
 # SMERF's 17 methods (research notes §4) as our explainers, with the paper's tick labels; SmoothGrad with
 # SMERF's settings (64 samples, σ 0.1 absolute; our default is BAM's 25 samples, σ 0.15 of the range).
 SMOOTHGRAD = "smoothgrad_sq:samples=64,sigma=0.1,sigma_mode=absolute"
+# LRP-ε with SMERF's absolute ε = 1 (our default is relative to each layer's activations).
+LRP_EPSILON = "lrp_epsilon:epsilon=1.0"  # as the runner labels it
 METHODS = {
     "gradient": "Gradient",
     SMOOTHGRAD: "SmoothGrad",
@@ -18,7 +20,7 @@ METHODS = {
     "input_x_gradient": "I*G",
     "ig": "IG",
     "lrp_z": "LRP-z",
-    "lrp_epsilon": "LRP-ε",
+    LRP_EPSILON: "LRP-ε",
     "lrp_alpha1beta0_flat": "LRP-AFlat",
     "lrp_alpha2beta1_flat": "LRP-BFlat",
     "deeplift_rc": "DeepLIFT-RC",
@@ -38,7 +40,7 @@ PAPER_PAFL = {
     "guided_backprop": (0.29, 0.21, 0.23, 0.01),
     "deep_taylor": (0.60, 0.39, 0.43, 0.08),
     "ig": (0.67, 0.46, 0.52, 0.06),
-    "lrp_epsilon": (0.76, 0.41, 0.53, 0.08),
+    LRP_EPSILON: (0.76, 0.41, 0.53, 0.08),
     "deeplift_rc": (0.69, 0.50, 0.51, 0.04),
     "gradcam": (0.35, 0.13, 0.07, 0.00),
     "deepshap": (0.52, 0.24, 0.24, 0.00),
@@ -82,7 +84,7 @@ def findings(ours: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, bool]]:
     return [
         (
             "simple mean PAFL ≥ 0.5 for IG, LRP-ε and DeepLIFT (RevealCancel)",
-            all(value(n, "pafl_simple_mean") >= 0.5 for n in ("ig", "lrp_epsilon", "deeplift_rc")),
+            all(value(n, "pafl_simple_mean") >= 0.5 for n in ("ig", LRP_EPSILON, "deeplift_rc")),
         ),
         (
             "complex mean PAFL below the simple mean for every method",
