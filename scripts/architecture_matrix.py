@@ -41,7 +41,9 @@ def main() -> None:
                     note = note.replace(f"{name}: ", "").replace(name, "The method")
                 note = note[0].upper() + note[1:]
                 number = notes.setdefault(note, len(notes) + 1)
-                named = re.search(r"'[^']+'(?: \(\w+\))?", outcome.detail)
+                named = re.search(r"(?<=module )'[^']+'(?: \(\w+\))?", outcome.detail) or re.search(
+                    r"'[^']+'(?: \(\w+\))?", outcome.detail
+                )
                 cells.append(f"refuses: {named.group(0) + ' ' if named else ''}[{number}]")
             elif outcome.kind == "fails":
                 cells.append(f"fails: {outcome.detail}")

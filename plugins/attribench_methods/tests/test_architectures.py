@@ -20,19 +20,24 @@ COLUMNS = ("ResNet-18", "VGG-11-BN", "EfficientNet-B0", "HF ResNet", "HF ConvNeX
 OK, AXIOM = "ok", "axiom"
 NO_RELU_SILU = "refuses no nn.ReLU: its activation modules are SiLU, Sigmoid"
 NO_RELU_GELU = "refuses no nn.ReLU: its activation modules are GELUActivation"
-# The LRP family on residual networks: refused at the ReLU after `out += identity` (branch wip-lrp adds
-# canonisation, after which these cells should become "ok").
+# RevealCancel runs layer by layer: it refuses the residual `out += identity` (at the ReLU it feeds) and
+# inputs computed outside layer modules (the squeeze-excitation product, ConvNeXt's layer-scale product, the
+# ViT embedding's torch.cat of the class token). The LRP family and DeepLIFT run on those networks.
 RESIDUAL = "refuses 'layer1.0.relu (call 2)' (ReLU) is changed in place"
 HF_RESIDUAL = "refuses resnet.encoder.stages.0.layers.0.activation' (ReLU) is changed in place"
-SILU = "refuses 'features.0.2' (SiLU) has no LRP rule"
-LAYER_NORM = "refuses convnext.embeddings.layernorm' (ConvNextLayerNorm) has no LRP rule"
-VIT_EMBEDDINGS = "refuses vit.embeddings' (ViTEmbeddings) uses its own parameters"
-# (Hugging Face module paths are matched without the wrapper's "model." prefix.)
-# DeepLIFT-RevealCancel refuses inputs computed outside layer modules, here the squeeze-excitation product,
-# ConvNeXt's layer-scale product and the ViT embedding's torch.cat of the class token.
 SE_PRODUCT = "refuses 'features.1.0.block.2.0' (Conv2d) is computed outside any layer module"
 CONVNEXT_ADD = "refuses convnext.encoder.stages.0.layers.0.drop_path' (Identity) is computed outside"
 VIT_CONCAT = "refuses vit.embeddings.dropout' (Dropout) is computed outside any layer module"
+# LRP: LayerNorm has no rule here, ViT's embeddings use parameters of their own (class token, positions).
+LAYER_NORM = "refuses convnext.embeddings.layernorm' (ConvNextLayerNorm) has no LRP rule"
+VIT_EMBEDDINGS = "refuses vit.embeddings' (ViTEmbeddings) uses its own parameters"
+# DeepLIFT/DeepSHAP: normalisation by the input's own statistics has no DeepLIFT rule.
+DL_CONVNEXT = "refuses convnext.embeddings.layernorm' (ConvNextLayerNorm) has no DeepLIFT rule"
+DL_VIT = "refuses vit.layers.0.layernorm_before' (LayerNorm) has no DeepLIFT rule"
+# CAM methods on a ViT: its only Conv2d is the patch embedding, never a CAM layer; a layer with `:tokens`
+# must be given (test_cam_layers.py covers that path).
+VIT_CAM = "refuses no convolutional feature map; pass --cam-layer NAME:tokens"
+# (Hugging Face module paths are matched without the `Logits` wrapper's "network." prefix.)
 
 # fmt: off
 EXPECTED: dict[str, tuple[str, ...]] = {
@@ -51,22 +56,17 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "gradient_shap":         (OK,        OK,        OK,              OK,        OK,          OK),
     "guided_backprop":       (OK,        OK,        NO_RELU_SILU,    OK,        NO_RELU_GELU, NO_RELU_GELU),
     "deconvnet":             (OK,        OK,        NO_RELU_SILU,    OK,        NO_RELU_GELU, NO_RELU_GELU),
-    "guided_gradcam":        (OK,        OK,        NO_RELU_SILU,    OK,        NO_RELU_GELU, NO_RELU_GELU),
-    # HF ViT: Grad-CAM and IBA currently run on the patch embedding, the model's only Conv2d (wrong: issue 13
-    # asks for a refusal unless a layer and a reshape are given).
-    "gradcam":               (OK,        OK,        OK,              OK,        OK,          OK),
-    "iba":                   (OK,        OK,        OK,              OK,        OK,          OK),
-    # DeepLIFT and DeepSHAP currently run and miss summation-to-delta (ResNet-18: the overlapping stem
-    # max-pool; EfficientNet: the squeeze-excitation product and SiLU; ConvNeXt/ViT: LayerNorm, GELU,
-    # attention); branch wip-deeplift decides between refusing and recording the gap.
-    "deeplift":              (AXIOM,     OK,        AXIOM,           AXIOM,     AXIOM,       AXIOM),
-    "deepshap":              (AXIOM,     OK,        AXIOM,           AXIOM,     AXIOM,       AXIOM),
+    "guided_gradcam":        (OK,        OK,        NO_RELU_SILU,    OK,        NO_RELU_GELU, VIT_CAM),
+    "gradcam":               (OK,        OK,        OK,              OK,        OK,          VIT_CAM),
+    "iba":                   (OK,        OK,        OK,              OK,        OK,          VIT_CAM),
+    "deeplift":              (OK,        OK,        OK,              OK,        DL_CONVNEXT, DL_VIT),
+    "deepshap":              (OK,        OK,        OK,              OK,        DL_CONVNEXT, DL_VIT),
     "deeplift_rc":           (RESIDUAL,  OK,        SE_PRODUCT,      HF_RESIDUAL, CONVNEXT_ADD, VIT_CONCAT),
-    "lrp_z":                 (RESIDUAL,  OK,        SILU,            HF_RESIDUAL, LAYER_NORM, VIT_EMBEDDINGS),
-    "lrp_epsilon":           (RESIDUAL,  OK,        SILU,            HF_RESIDUAL, LAYER_NORM, VIT_EMBEDDINGS),
-    "lrp_alpha1beta0_flat":  (RESIDUAL,  OK,        SILU,            HF_RESIDUAL, LAYER_NORM, VIT_EMBEDDINGS),
-    "lrp_alpha2beta1_flat":  (RESIDUAL,  OK,        SILU,            HF_RESIDUAL, LAYER_NORM, VIT_EMBEDDINGS),
-    "deep_taylor":           (RESIDUAL,  OK,        SILU,            HF_RESIDUAL, LAYER_NORM, VIT_EMBEDDINGS),
+    "lrp_z":                 (OK,        OK,        OK,              OK,        LAYER_NORM,  VIT_EMBEDDINGS),
+    "lrp_epsilon":           (OK,        OK,        OK,              OK,        LAYER_NORM,  VIT_EMBEDDINGS),
+    "lrp_alpha1beta0_flat":  (OK,        OK,        OK,              OK,        LAYER_NORM,  VIT_EMBEDDINGS),
+    "lrp_alpha2beta1_flat":  (OK,        OK,        OK,              OK,        LAYER_NORM,  VIT_EMBEDDINGS),
+    "deep_taylor":           (OK,        OK,        OK,              OK,        LAYER_NORM,  VIT_EMBEDDINGS),
     "occlusion":             (OK,        OK,        OK,              OK,        OK,          OK),
     "extremal_perturbation": (OK,        OK,        OK,              OK,        OK,          OK),
     "random":                (OK,        OK,        OK,              OK,        OK,          OK),

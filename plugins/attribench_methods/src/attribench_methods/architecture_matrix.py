@@ -6,7 +6,8 @@ A cell is
 - "ok": finite maps of the right shape, the model left exactly as it was (state dict bit for bit, hooks,
   modes, attributes), and the method's axiom, where it has one, within its tolerance;
 - "axiom": all that but the axiom; the detail gives the gap;
-- "refuses": an `UnsupportedModelError` with a one-line message (which should name the module);
+- "refuses": a one-line `AttribenchError` that should name the module (`UnsupportedModelError`, or the
+  core's `ModelError` for CAM layers and TorchScript);
 - "fails": anything else (another exception, a bad map, a changed model, a multi-line refusal).
 
 Every axiom checked here is a sum rule, Σ map = f(x) − f(0) for the target logit f and the zero reference:
@@ -26,25 +27,14 @@ import torch
 from torch import nn
 
 from attribench_core import reference_models
+from attribench_core.errors import AttribenchError
 from attribench_core.explainer import Explainer
+from attribench_core.model_sources import Logits
 from attribench_core.testing import model_changes, model_snapshot, plugin_registry
 from attribench_methods import plugin
-from attribench_methods.model_checks import UnsupportedModelError
 
 NUM_CLASSES = 4
 IMAGES = 2
-
-
-class HFLogits(nn.Module):
-    """A Hugging Face classifier whose forward returns its output object's `.logits` (a stand-in until the
-    core wraps Hugging Face models itself)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=pixel_values).logits
 
 
 @dataclass(frozen=True)
@@ -70,13 +60,13 @@ ARCHITECTURES = {
         lambda: reference_models.efficientnet_b0(NUM_CLASSES, width_mult=0.25, depth_mult=0.25), 32
     ),
     "HF ResNet": Architecture(
-        lambda: HFLogits(reference_models.tiny_hf_model("resnet", NUM_CLASSES)), 32, "transformers"
+        lambda: Logits(reference_models.tiny_hf_model("resnet", NUM_CLASSES)), 32, "transformers"
     ),
     "HF ConvNeXt": Architecture(
-        lambda: HFLogits(reference_models.tiny_hf_model("convnext", NUM_CLASSES)), 32, "transformers"
+        lambda: Logits(reference_models.tiny_hf_model("convnext", NUM_CLASSES)), 32, "transformers"
     ),
     "HF ViT": Architecture(
-        lambda: HFLogits(reference_models.tiny_hf_model("vit", NUM_CLASSES, image_size=32)),
+        lambda: Logits(reference_models.tiny_hf_model("vit", NUM_CLASSES, image_size=32)),
         32,
         "transformers",
     ),
@@ -217,7 +207,7 @@ def run_cell(method: str, architecture: str, explainer_class: type[Explainer]) -
             generator=seeded(7),
             references=lambda n: torch.rand(n, 3, size, size, generator=seeded(2)),
         )
-    except UnsupportedModelError as exc:
+    except AttribenchError as exc:  # UnsupportedModelError, or the core's ModelError (CAM layer, TorchScript)
         outcome = Outcome("refuses", str(exc)) if "\n" not in str(exc) else Outcome("fails", repr(str(exc)))
     except Exception as exc:
         outcome = Outcome("fails", f"{type(exc).__name__}: {exc}".splitlines()[0])

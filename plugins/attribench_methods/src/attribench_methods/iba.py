@@ -100,7 +100,7 @@ class IBA(Explainer):
         check_hookable(model, "IBA")
         path = self.params["layer"]
         if not path:
-            layer = cam_layer(model)
+            layer = cam_layer(model, type(self).__name__)
             return next(name for name, m in model.named_modules() if m is layer), layer
         try:
             return path, model.get_submodule(path)

@@ -8,8 +8,8 @@ pass and does not overwrite its input. Two common patterns break that assumption
   hooks keep one call's state per module, so DeepLIFT fails and Deconvnet can silently mix up the calls
   (it does on two parallel branches sharing a ReLU).
 
-`canonical_copy` removes both on a deep copy, which also keeps the caller's model free of the attributes
-that Captum's LRP leaves on layers (`rule`, `activations`) and of a probe pass's BatchNorm updates.
+`canonical_copy` removes both on a deep copy, which also keeps the caller's model free of what the methods
+change on it (the LRP family's folded BatchNorms, Captum's hooks) and of a probe pass's BatchNorm updates.
 """
 
 from __future__ import annotations

@@ -134,7 +134,8 @@ def check_lrp_layers(model: nn.Module, trace: LayerTrace, method: str) -> None:
             if own:
                 raise UnsupportedModelError(
                     f"{method}: {where} uses its own parameters {own} outside of layers; LRP can only "
-                    "propagate through layer modules."
+                    "propagate through layer modules (explain this model with a gradient, IG or perturbation "
+                    "method instead)."
                 )
         elif module is model:
             raise UnsupportedModelError(f"{method}: {where} has no layer modules to propagate through.")
