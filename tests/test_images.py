@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from photo_folder import COLOURS, DRAWN, H, W, box_mask, write_coco, write_photos
 from PIL import Image
-from pycocotools import mask as coco_mask
 
 from attribench_core.builtin.annotations import read_coco
 from attribench_core.builtin.images import dataset_options, make_images
@@ -23,83 +23,13 @@ from attribench_core.testing import tiny_model
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
 )
-H, W = 40, 48  # every drawn image; at --size 40 the centre crop keeps columns 4..43
-# (class folder, image, target box, other box) as (top, left, bottom, right), bottom/right exclusive
-DRAWN = {
-    "cat/a.png": ((4, 8, 20, 24), (24, 30, 36, 44)),
-    "cat/b.png": ((10, 20, 30, 40), None),
-    "dog/c.png": ((0, 6, 16, 22), None),
-    "dog/d.png": (None, (20, 10, 32, 26)),  # only another category: no primary region
-    "bird/e.png": (None, None),  # not annotated
-}
-COLOURS = {"cat": (220, 40, 40), "dog": (40, 200, 40), "bird": (40, 40, 220)}
-
-
-def _box(box) -> np.ndarray:
-    mask = np.zeros((H, W), dtype=bool)
-    if box is not None:
-        top, left, bottom, right = box
-        mask[top:bottom, left:right] = True
-    return mask
-
-
-def _photos(root: Path) -> Path:
-    """The five images of DRAWN: grey, the class's colour in the target box, white in the other box."""
-    for name, (target, other) in DRAWN.items():
-        pixels = np.full((H, W, 3), 60, np.uint8)
-        pixels[_box(target)] = COLOURS[name.split("/")[0]]
-        pixels[_box(other)] = 255
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels).save(root / name)
-    (root / "classes.txt").write_text("cat\ndog\nbird\n")
-    return root
-
-
-def _polygon(box) -> list[list[float]]:
-    top, left, bottom, right = box
-    return [[left, top, right, top, right, bottom, left, bottom]]
-
-
-def _uncompressed(mask: np.ndarray) -> dict:
-    """COCO's uncompressed RLE: run lengths of the column-major pixels, starting with a run of zeros."""
-    flat = mask.flatten(order="F")
-    changes = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
-    bounds = [0, *changes.tolist(), flat.size]
-    runs = np.diff(bounds).tolist()
-    return {"size": [H, W], "counts": ([0] if flat[0] else []) + runs}
-
-
-def _coco(path: Path, names=None) -> Path:
-    """a: target as a polygon, other ("person") as compressed RLE; b: target as uncompressed RLE; c: polygon;
-    d: a person only; e: absent."""
-    categories = [{"id": 1, "name": "cat"}, {"id": 2, "name": "Dog"}, {"id": 7, "name": "person"}]
-    compressed = coco_mask.encode(np.asfortranarray(_box(DRAWN["cat/a.png"][1]).astype(np.uint8)))
-    compressed["counts"] = compressed["counts"].decode()
-    segmentations = {
-        "a.png": [(1, _polygon(DRAWN["cat/a.png"][0])), (7, compressed)],
-        "b.png": [(1, _uncompressed(_box(DRAWN["cat/b.png"][0])))],
-        "c.png": [(2, _polygon(DRAWN["dog/c.png"][0]))],
-        "d.png": [(7, _polygon(DRAWN["dog/d.png"][1]))],
-    }
-    file_names = names or list(segmentations)
-    data = {
-        "images": [{"id": i, "file_name": f, "width": W, "height": H} for i, f in enumerate(file_names)],
-        "annotations": [
-            {"id": 10 * i + j, "image_id": i, "category_id": c, "segmentation": s, "iscrowd": 0}
-            for i, name in enumerate(segmentations)
-            for j, (c, s) in enumerate(segmentations[name])
-        ],
-        "categories": categories,
-    }
-    path.write_text(json.dumps(data))
-    return path
 
 
 def _expected(size: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """Target and other masks `[5,size,size]` of DRAWN after the crop (size 40) or the 2x nearest
     downscale and crop (size 20: output pixel (i, j) samples drawn pixel (2i+1, 2j+5))."""
-    target = np.stack([_box(t) for t, _ in DRAWN.values()])
-    other = np.stack([_box(o) for _, o in DRAWN.values()])
+    target = np.stack([box_mask(t) for t, _ in DRAWN.values()])
+    other = np.stack([box_mask(o) for _, o in DRAWN.values()])
     if size == 40:
         return target[:, :, 4:44], other[:, :, 4:44]
     rows, cols = 2 * np.arange(20) + 1, 2 * np.arange(20) + 5
@@ -107,15 +37,15 @@ def _expected(size: int = 40) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_images_are_listed_by_classes_txt_and_decoded_at_the_crop(tmp_path):
-    data = make_images(root=str(_photos(tmp_path / "photos")), size=40)
+    data = make_images(root=str(write_photos(tmp_path / "photos")), size=40)
     assert data.class_names == ("cat", "dog", "bird") and data.num_classes == 3 and len(data) == 5
     assert [f for f, _ in data.files] == list(DRAWN) and [label for _, label in data.files] == [0, 0, 1, 1, 2]
     sample = data[0]
     assert sample.image.shape == (3, 40, 40) and sample.meta == {"file": "cat/a.png"}
     assert not sample.regions and not data.batch([0, 1]).regions  # no annotations anywhere
     expected = np.full((40, 40, 3), 60.0)
-    expected[_box(DRAWN["cat/a.png"][0])[:, 4:44]] = COLOURS["cat"]
-    expected[_box(DRAWN["cat/a.png"][1])[:, 4:44]] = 255
+    expected[box_mask(DRAWN["cat/a.png"][0])[:, 4:44]] = COLOURS["cat"]
+    expected[box_mask(DRAWN["cat/a.png"][1])[:, 4:44]] = 255
     assert torch.equal(sample.image, torch.from_numpy(expected.transpose(2, 0, 1) / 255).float())
     train = make_images("train", seed=3, root=str(tmp_path / "photos"), size=40)
     assert torch.equal(train[4].image, data[4].image) and train.split == "train"
@@ -139,7 +69,7 @@ def test_the_shorter_side_is_resized_then_the_centre_cropped(tmp_path):
 
 
 def test_a_class_index_json_maps_folders_to_outputs_and_names_match_annotations(tmp_path):
-    root = _photos(tmp_path / "photos")
+    root = write_photos(tmp_path / "photos")
     (root / "classes.txt").unlink()
     index = {
         "0": ["bird", "songbird"],
@@ -155,13 +85,13 @@ def test_a_class_index_json_maps_folders_to_outputs_and_names_match_annotations(
     (root / "cat" / "a.xml").write_text(_voc([("Tabby Cat", (4, 8, 20, 24))]))
     sample = make_images(root=str(root), size=40)[1]
     assert sample.meta["file"] == "cat/a.png"
-    assert np.array_equal(sample.regions["target"].numpy(), _box((4, 8, 20, 24))[:, 4:44])
+    assert np.array_equal(sample.regions["target"].numpy(), box_mask((4, 8, 20, 24))[:, 4:44])
 
 
 @pytest.mark.parametrize("size", [40, 20])
 def test_coco_polygons_and_rle_give_the_drawn_regions_pixel_by_pixel(tmp_path, size):
-    root = _photos(tmp_path / "photos")
-    data = make_images(root=str(root), annotations=str(_coco(tmp_path / "instances.json")), size=size)
+    root = write_photos(tmp_path / "photos")
+    data = make_images(root=str(root), annotations=str(write_coco(tmp_path / "instances.json")), size=size)
     batch = data.batch(np.arange(5))
     target, other = _expected(size)
     assert np.array_equal(batch.regions["target"].numpy(), target)
@@ -187,20 +117,20 @@ def _mask_png(path: Path, mask: np.ndarray) -> None:
 
 
 def test_masks_beside_the_images_in_a_parallel_folder_and_voc_boxes(tmp_path):
-    root = _photos(tmp_path / "photos")
-    _mask_png(root / "cat" / "a.mask.png", _box(DRAWN["cat/a.png"][0]))  # beside
+    root = write_photos(tmp_path / "photos")
+    _mask_png(root / "cat" / "a.mask.png", box_mask(DRAWN["cat/a.png"][0]))  # beside
     (root / "dog" / "c.xml").write_text(_voc([("dog", DRAWN["dog/c.png"][0]), ("cat", (30, 0, 40, 10))]))
     data = make_images(root=str(root), size=40)
     assert len(data) == 5  # the mask is not an image
     batch = data.batch([0, 1, 2])
     target, _ = _expected(40)
     assert np.array_equal(batch.regions["target"].numpy(), target[[0, 1, 2]] * [[[1]], [[0]], [[1]]])
-    voc_other = _box((30, 0, 40, 10))[:, 4:44]  # a cat box in a dog image: another class's instance
+    voc_other = box_mask((30, 0, 40, 10))[:, 4:44]  # a cat box in a dog image: another class's instance
     assert np.array_equal(batch.regions["other"][2].numpy(), voc_other)
     assert not batch.regions["other"][0].any()
 
     masks = tmp_path / "masks"  # the same relative paths, in a folder of their own
-    _mask_png(masks / "cat" / "b.png", _box(DRAWN["cat/b.png"][0]))
+    _mask_png(masks / "cat" / "b.png", box_mask(DRAWN["cat/b.png"][0]))
     (masks / "d.xml").write_text(_voc([("person", DRAWN["dog/d.png"][1])]))  # VOC's flat folder
     data = make_images(root=str(root), annotations=str(masks), size=40)
     batch = data.batch(np.arange(5))
@@ -210,8 +140,8 @@ def test_masks_beside_the_images_in_a_parallel_folder_and_voc_boxes(tmp_path):
 
 
 def test_a_batch_decodes_only_its_own_files(tmp_path, monkeypatch):
-    root = _photos(tmp_path / "photos")
-    data = make_images(root=str(root), annotations=str(_coco(tmp_path / "instances.json")), size=20)
+    root = write_photos(tmp_path / "photos")
+    data = make_images(root=str(root), annotations=str(write_coco(tmp_path / "instances.json")), size=20)
     opened = []
     real_open = Image.open
 
@@ -225,21 +155,21 @@ def test_a_batch_decodes_only_its_own_files(tmp_path, monkeypatch):
 
 
 def test_the_fingerprint_follows_images_classes_and_annotations(tmp_path, monkeypatch):
-    root = _photos(tmp_path / "photos")
-    coco = _coco(tmp_path / "instances.json")
+    root = write_photos(tmp_path / "photos")
+    coco = write_coco(tmp_path / "instances.json")
     monkeypatch.chdir(tmp_path)
     options = dataset_options("photos", "instances.json", 40)
     assert options["root"] == str(root.resolve()) and options["annotations"] == str(coco.resolve())
     assert dataset_options(str(root), str(coco), 40) == options
     assert len(make_images(**options)) == 5
     prints = [options["fingerprint"]]
-    _coco(coco, ["a.png", "b.png", "c.png", "d.png", "e.png"])  # another annotation file
+    write_coco(coco, ["a.png", "b.png", "c.png", "d.png", "e.png"])  # another annotation file
     prints.append(dataset_options(str(root), str(coco), 40)["fingerprint"])
     Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(root / "bird" / "f.png")
     prints.append(dataset_options(str(root), str(coco), 40)["fingerprint"])
     (root / "classes.txt").write_text("dog\ncat\nbird\n")
     prints.append(dataset_options(str(root), str(coco), 40)["fingerprint"])
-    _mask_png(root / "cat" / "a.mask.png", _box(DRAWN["cat/a.png"][0]))
+    _mask_png(root / "cat" / "a.mask.png", box_mask(DRAWN["cat/a.png"][0]))
     prints.append(dataset_options(str(root), "", 40)["fingerprint"])
     (root / "cat" / "a.mask.png").write_bytes((root / "cat" / "a.mask.png").read_bytes() + b"\0")
     prints.append(dataset_options(str(root), "", 40)["fingerprint"])
@@ -254,7 +184,7 @@ def _folders(tmp_path: Path) -> dict[str, Path]:
     (made["bare"] / "cat").mkdir(parents=True)
     (made["bare"] / "cat" / "notes.txt").write_text("")
     for name in ("broken", "unlisted", "twice", "both"):
-        _photos(made[name])
+        write_photos(made[name])
     (made["broken"] / "dog" / "bad.png").write_bytes(b"not a png")
     (made["unlisted"] / "classes.txt").write_text("cat\ndog\n")
     (made["twice"] / "classes.txt").write_text("cat\ndog\nbird\ncat\n")
@@ -288,8 +218,8 @@ def test_unusable_folders_are_one_line_usage_errors(tmp_path):
 
 
 def test_annotations_that_do_not_fit_are_one_line_usage_errors(tmp_path):
-    root = _photos(tmp_path / "photos")
-    other_images = _coco(tmp_path / "other.json", ["x1.jpg", "x2.jpg", "x3.jpg", "x4.jpg"])
+    root = write_photos(tmp_path / "photos")
+    other_images = write_coco(tmp_path / "other.json", ["x1.jpg", "x2.jpg", "x3.jpg", "x4.jpg"])
     with pytest.raises(UsageProblem) as caught:
         make_images(root=str(root), annotations=str(other_images))
     assert str(caught.value) == (
@@ -312,7 +242,7 @@ def test_annotations_that_do_not_fit_are_one_line_usage_errors(tmp_path):
 
 
 def test_coco_without_pycocotools_names_the_install(tmp_path, monkeypatch):
-    root, coco = _photos(tmp_path / "photos"), _coco(tmp_path / "instances.json")
+    root, coco = write_photos(tmp_path / "photos"), write_coco(tmp_path / "instances.json")
     monkeypatch.setitem(sys.modules, "pycocotools.mask", None)
     read_coco.cache_clear()
     with pytest.raises(UsageProblem, match=re.escape("need pycocotools: pip install 'attribench[coco]'")):
@@ -324,7 +254,7 @@ def _run(*args: str):
 
 
 def test_localisation_metrics_run_on_the_folder_end_to_end(test_plugins, tmp_path):
-    root, coco = _photos(tmp_path / "photos"), _coco(tmp_path / "instances.json")
+    root, coco = write_photos(tmp_path / "photos"), write_coco(tmp_path / "instances.json")
     args = ["--images", str(root), "--annotations", str(coco), "--size", "20", "--model", "t.folder_cnn"]
     result = _run("core.pointing_game", *args, "-e", "t.grad", "-e", "t.noise", "--num-imgs", "4", "--json")
     assert result.exit_code == 0, result.output
@@ -340,16 +270,16 @@ def test_localisation_metrics_run_on_the_folder_end_to_end(test_plugins, tmp_pat
 
 def test_bad_folders_and_annotations_are_one_line_errors_from_the_cli(test_plugins, tmp_path):
     made = _folders(tmp_path)
-    root = _photos(tmp_path / "photos")
+    root = write_photos(tmp_path / "photos")
     _mask_png(tmp_path / "masks" / "dog" / "d.png", np.ones((10, 12), bool))
     model = ["--model", "t.folder_cnn", "-e", "t.grad", "--size", "8"]
-    coco = _coco(tmp_path / "instances.json")
+    coco = write_coco(tmp_path / "instances.json")
     weights = tmp_path / "weights.pt"
     torch.save(tiny_model(3).state_dict(), weights)
     cases = [
         (["--images", str(made["bare"]), *model], "hold no images"),
         (
-            ["--images", str(root), "--annotations", str(_coco(tmp_path / "o.json", ["z.png"])), *model],
+            ["--images", str(root), "--annotations", str(write_coco(tmp_path / "o.json", ["z.png"])), *model],
             "none of",
         ),
         (["--images", str(root), "--annotations", str(tmp_path / "masks"), *model], "d.png' is 12x10"),
@@ -371,5 +301,5 @@ def test_bad_folders_and_annotations_are_one_line_errors_from_the_cli(test_plugi
 
 
 def test_images_module_keeps_no_pixels(tmp_path):
-    data = make_images(root=str(_photos(tmp_path / "photos")), size=40)
+    data = make_images(root=str(write_photos(tmp_path / "photos")), size=40)
     assert not any(isinstance(v, (np.ndarray, torch.Tensor)) for v in vars(data).values())
