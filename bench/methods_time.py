@@ -30,6 +30,7 @@ from captum import attr as captum_attr
 from timing import interleaved, machine
 
 from attribench_core import plugins
+from attribench_core.errors import AttribenchError
 from attribench_core.model import ModelInfo, attach_info
 from attribench_core.params import parse_assignments
 from attribench_core.runner import RunRequest, prepare
@@ -116,7 +117,11 @@ def main() -> None:
                 candidates["bare"] = bare
             except Exception:  # LRP needs rules on the model, DeepLIFT fails on reused ReLUs: ours alone
                 pass
-        times = interleaved(candidates, repeats=args.repeats)
+        try:
+            times = interleaved(candidates, repeats=args.repeats)
+        except AttribenchError as exc:  # a method that refuses this model (RevealCancel on residual adds)
+            print(f"{entry.qualified:26s} refuses: {str(exc)[:80]}...", flush=True)
+            continue
         per_image = times["ours"] / args.batch * 1000
         if "bare" in times:
             overhead = f"{(times['ours'] / times['bare'] - 1) * 100:+8.1f}%"

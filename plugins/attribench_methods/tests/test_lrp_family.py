@@ -590,13 +590,21 @@ def without_shifts(model: nn.Module) -> nn.Module:
     g = seeded(7)
     with torch.no_grad():
         for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+    return zero_shifts(model)
+
+
+def zero_shifts(model: nn.Module) -> nn.Module:
+    """`model` in eval mode with zero biases and BatchNorm without shift (running mean 0, β 0)."""
+    with torch.no_grad():
+        for m in model.modules():
             if isinstance(m, nn.Conv2d | nn.Linear) and m.bias is not None:
                 m.bias.zero_()
             elif isinstance(m, nn.BatchNorm2d):
                 m.running_mean.zero_()
                 m.bias.zero_()
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
     return model.eval()
 
 
@@ -650,13 +658,7 @@ def calibrated(model: nn.Module) -> nn.Module:
                 m.momentum = None
                 m.reset_running_stats()
         model.train()(torch.rand((8, 3, 32, 32), generator=seeded(3)))
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d | nn.Linear) and m.bias is not None:
-                m.bias.zero_()
-            elif isinstance(m, nn.BatchNorm2d):
-                m.running_mean.zero_()
-                m.bias.zero_()
-    return model.eval()
+    return zero_shifts(model)
 
 
 @pytest.mark.parametrize("name", sorted(LRP_FAMILY))
