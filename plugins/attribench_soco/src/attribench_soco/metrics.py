@@ -29,13 +29,12 @@ from .sweeps import Outcomes, sweep
 PAIRS = {
     "smerf": ("smerf.simple_fr", "smerf.simple_fr"),
     "bam": ("bam.obj", "bam.obj"),
-    "images": ("core.images", "soco.torchscript"),
 }
 OPTIONS = (
     Param(
         "on",
         "smerf",
-        "default pair: smerf (Simple-FR CNN), bam (object model), images (--images DIR --weights MODEL.pt)",
+        "default pair: smerf (Simple-FR CNN) or bam (object model); your own: --images DIR --model ...",
         str,
         tuple(PAIRS),
     ),

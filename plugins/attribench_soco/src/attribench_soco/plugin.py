@@ -6,15 +6,6 @@ PKG = "attribench_soco"
 
 
 @hookimpl
-def register_models(register):
-    register(
-        "torchscript",
-        f"{PKG}.torchscript:TorchScriptModel",
-        description="Your TorchScript classifier (--weights FILE) for your --images, taking images in [0,1]",
-    )
-
-
-@hookimpl
 def register_explainers(register):
     register(
         "modified",
