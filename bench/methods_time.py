@@ -55,7 +55,7 @@ def resnet18_batch(size: int, side: int) -> Batch:
 
     torch.manual_seed(0)
     model = Normalized(Normalize(IMAGENET_MEAN, IMAGENET_STD), resnet18(1000)).eval()
-    attach_info(model, ModelInfo("resnet18", num_classes=1000, cam_layer="network.layer4.1.conv2"))
+    attach_info(model, ModelInfo("resnet18", num_classes=1000))  # CAM layer: the default, layer4.1.conv2
 
     def smooth(n: int) -> torch.Tensor:
         coarse = torch.rand(n, 3, side // 16, side // 16, generator=torch.Generator().manual_seed(n))

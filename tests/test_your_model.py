@@ -5,10 +5,12 @@ folder with COCO annotations or mask PNGs, localisation and faithfulness metrics
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from photo_folder import write_coco, write_photos
+from photo_folder import DRAWN, box_mask, write_coco, write_photos
+from PIL import Image
 
 from attribench_core.cli import cli
 
@@ -63,10 +65,6 @@ def test_pointing_game_on_your_folder_with_coco_and_your_model_file(tmp_path, ar
 
 
 def test_relevance_mass_from_mask_pngs_then_the_report(tmp_path):
-    import numpy as np
-    from photo_folder import DRAWN, box_mask
-    from PIL import Image
-
     photos = write_photos(tmp_path / "photos")
     for name, (target, _) in DRAWN.items():
         mask = (box_mask(target) * 255).astype(np.uint8)
