@@ -106,6 +106,8 @@ def _details(entry: Entry) -> dict[str, Any]:
         )
     elif entry.kind == "model":
         out["dataset"] = target.dataset
+    elif entry.kind == "executor":
+        out["options"] = {f"--{entry.name}-{p.name.replace('_', '-')}": p.default for p in target.options}
     return out
 
 
@@ -117,7 +119,7 @@ def _details(entry: Entry) -> dict[str, Any]:
     "-v", "--verbose", is_flag=True, help="Also show parameters and options (imports the plugins' code)."
 )
 def list_command(kind: str | None, namespace: str | None, as_json: bool, verbose: bool) -> None:
-    """List registered datasets, models, explainers, metrics and report sections."""
+    """List registered datasets, models, explainers, metrics, report sections and executors."""
     entries = plugins.get_registry().entries(kind[:-1] if kind else None, namespace)
     rows = [
         {
@@ -187,6 +189,12 @@ def _metric_options(args: list[str]) -> dict[str, str]:
                 raise UsageProblem(f"Option --{name} needs a value.")
         options[name.replace("-", "_")] = value
     return options
+
+
+def _executor_options(name: str, options: dict[str, str]) -> dict[str, str]:
+    """Move the options of executor `name` (`--ray-address` for `ray` / `ray.ray`) out of `options`."""
+    prefix = plugins.get_registry().resolve("executor", name).name + "_"
+    return {key.removeprefix(prefix): options.pop(key) for key in list(options) if key.startswith(prefix)}
 
 
 @cli.command("run", context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_extra_args": True})
@@ -262,6 +270,15 @@ def _metric_options(args: list[str]) -> dict[str, str]:
     help="Side of the --images after resizing the shorter side and centre cropping (default 224); "
     "without --images, the metric's own --size option.",
 )
+@click.option(
+    "--executor",
+    default="core.local",
+    show_default=True,
+    help="Where batches are computed: core.local (this process, --device), or a distributed executor "
+    "such as ray (its own options follow as --ray-NAME value, e.g. --ray-address).",
+)
+@click.option("--workers", type=int, help="Workers of a distributed executor (default: its own).")
+@click.option("--gpus-per-worker", type=float, help="GPUs per worker of a distributed executor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON result here."
@@ -282,6 +299,7 @@ def run_command(
     if out is not None and not out.parent.is_dir():
         raise UsageProblem(f"Folder of --out '{out.parent}' does not exist.")
     options = _metric_options(ctx.args)
+    kwargs["executor_options"] = _executor_options(kwargs["executor"], options)
     if kwargs["images"] is None and kwargs["size"] is not None:  # e.g. bam.mcs --size 64
         options["size"] = str(kwargs.pop("size"))
     request = RunRequest(

@@ -1,4 +1,4 @@
-"""The plugin contract: six hooks, each handed a `register` callback (or the CLI group).
+"""The plugin contract: seven hooks, each handed a `register` callback (or the CLI group).
 
 A plugin implements any subset with `@hookimpl`. `register(name, target, *, description="", aliases=(),
 **meta)` records a short name (`^[a-z][a-z0-9_]*$`) that the core prefixes with the plugin's namespace
@@ -43,6 +43,11 @@ def register_metrics(register: Register) -> None:
 @hookspec
 def register_reports(register: Register) -> None:
     """Register report sections: functions `(ReportInput) -> list[Section]` (`attribench_core.report`)."""
+
+
+@hookspec
+def register_executors(register: Register) -> None:
+    """Register executors: `Executor` subclasses that compute a run's batches (`attribench_core.executor`)."""
 
 
 @hookspec

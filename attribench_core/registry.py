@@ -15,7 +15,7 @@ from typing import Any
 
 from attribench_core.errors import AmbiguousNameError, PluginError, UnknownNameError
 
-KINDS = ("dataset", "model", "explainer", "metric", "report")
+KINDS = ("dataset", "model", "explainer", "metric", "report", "executor")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 FIRST_PARTY = {
     "methods": "plugins/attribench_methods",
@@ -27,7 +27,7 @@ FIRST_PARTY = {
 
 @dataclass
 class Entry:
-    """One registered dataset, model, explainer, metric or report section."""
+    """One registered dataset, model, explainer, metric, report section or executor."""
 
     kind: str
     namespace: str

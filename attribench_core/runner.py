@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import platform
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import torch
 from attribench_core import __version__
 from attribench_core.dataset import Batch, Dataset
 from attribench_core.errors import AttribenchError, ParameterError, UsageProblem
+from attribench_core.executor import Executor, Failed, LocalExecutor, Work, in_order
 from attribench_core.explainer import Explainer
 from attribench_core.metric import TARGETS, AttributionRequest, Metric
 from attribench_core.model import Model, model_info
@@ -65,6 +66,10 @@ class RunRequest:
     images: Path | None = None  # your image folder: the run's data is core.images on it
     annotations: Path | None = None  # its regions: COCO .json, or a folder of masks / VOC XML
     size: int | None = None  # its side after resize and centre crop (core.images' default when None)
+    executor: str = "core.local"  # where batches are computed (a registered executor)
+    workers: int | None = None  # the executor's workers (None: its default)
+    gpus_per_worker: float | None = None
+    executor_options: dict[str, Any] = field(default_factory=dict)  # its own options (--ray-address ...)
 
 
 @dataclass
@@ -97,6 +102,34 @@ class AttributionTask:
     target: str
     batches: list[np.ndarray]
     provenance: dict[str, Any]
+
+    def work(self, index: np.ndarray) -> BatchWork:
+        """The unit of work of one of its batches, as an executor sends it to a worker."""
+        weights = self.provenance["weights_hash"]
+        return BatchWork(self.explainer.label, self.dataset, self.model, self.target, weights, index)
+
+
+@dataclass(frozen=True)
+class BatchWork:
+    """One attribution batch to compute: names (resolved by the worker's context) and dataset indices."""
+
+    explainer: str  # the label of an explainer of the run
+    dataset: str
+    model: str
+    target: str
+    weights_hash: str  # of the driver's model: a worker with other weights refuses
+    index: np.ndarray
+
+
+@dataclass
+class BatchOutput:
+    """A computed attribution batch, as it goes to the store."""
+
+    attribution: np.ndarray
+    target: np.ndarray
+    prediction: np.ndarray
+    diagnostics: dict[str, np.ndarray]
+    notes: dict[str, str]
 
 
 def parse_explainer(registry: Registry, text: str) -> ExplainerConfig:
@@ -250,6 +283,26 @@ class RunContext:
         request = resources.request
         self.seed, self.device, self.batch_size = request.seed, request.device, request.batch_size
         self.num_imgs = metric.num_imgs if request.num_imgs is None else request.num_imgs
+        self.requests: list[AttributionRequest] = []  # the metric's, asked once by `prepare`
+        self.executor: Executor = LocalExecutor()  # `run` sets the requested one
+        self._explainers: dict[tuple[str, str, str], Explainer] = {}  # built once per (label, data, model)
+
+    @property
+    def request(self) -> RunRequest:
+        return self.resources.request
+
+    def map(self, work: Work, items: Iterable[Any]) -> Iterator[Any]:
+        """`work(ctx, item)` for every item through the run's executor (on workers, each with its own
+        context); values in the order of `items`. For a metric's per-image work: `work` is a module-level
+        function, items carry indices and small arrays, and the reduction happens on the caller's side."""
+        return in_order(self.executor.map(work, items, self))
+
+    def explainer(self, label: str, dataset: str, model: str) -> Explainer:
+        """Explainer `label`, built once per (dataset, model) it explains and reused across batches."""
+        key = (label, dataset, model)
+        if key not in self._explainers:
+            self._explainers[key] = self.explainers[label].build()
+        return self._explainers[key]
 
     @property
     def dataset(self) -> Dataset:
@@ -363,7 +416,7 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
     index = sample_index(
         len(data), metric.num_imgs if request.num_imgs is None else request.num_imgs, request.seed
     )
-    return RunContext(
+    ctx = RunContext(
         resources,
         AttributionStore(request.store, compression=request.compression),
         metric,
@@ -372,6 +425,10 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
         index,
         explainers,
     )
+    ctx.requests = metric.requests(ctx)
+    for req in ctx.requests:
+        resources.model(req.model)  # trained here, so that planning has no side effects
+    return ctx
 
 
 def _use_image_folder(registry: Registry, request: RunRequest, resources: Resources, model: str) -> None:
@@ -405,10 +462,10 @@ def versions(entries: list[Entry]) -> dict[str, str]:
 
 
 def plan(ctx: RunContext) -> list[AttributionTask]:
-    """The attribution batches that the store lacks, for every request of the metric and every explainer."""
+    """The attribution batches that the store lacks, for every request of the metric and every explainer
+    (reads only: the models were loaded by `prepare`)."""
     tasks = []
-    requests: list[AttributionRequest] = ctx.metric.requests(ctx)
-    for req in requests:
+    for req in ctx.requests:
         loaded = ctx.resources.model(req.model)
         for config in ctx.explainers.values():
             key = ctx.group_key(req.dataset, req.model, config, req.target)
@@ -457,70 +514,110 @@ def execute(
     *,
     keep_going: bool = True,
 ) -> Execution:
-    """Compute every task's batches on the run's device, journal each batch, merge into the store.
+    """Compute every task's batches through the run's executor; the driver (this process) journals each
+    batch as it arrives and commits a task to the store when its last batch is in.
 
-    With `keep_going`, an explainer that raises is recorded as failed and the others go on (what it
-    computed before failing stays in the store); without it, the exception propagates.
+    With `keep_going`, an explainer that raises is recorded as failed (its remaining batches are not
+    started; what it computed before stays in the store) and the others go on; without it, the exception
+    propagates. Bad input (`UsageProblem`) always propagates: no explainer can do better.
     """
     done = Execution()
-    for task in tasks:
-        advance = progress(f"attributions {task.explainer.label}", sum(map(len, task.batches)))
-        try:
-            done.computed += _compute(ctx, task, advance)
-        except UsageProblem:
-            raise  # bad input (an unreadable image, a mask of the wrong size): no explainer can do better
-        except Exception as exc:
-            if not keep_going:
-                raise
-            first = (str(exc).strip().splitlines() or [""])[0]
-            done.failures[task.explainer.label] = f"{type(exc).__name__}: {first}"
-        finally:
-            ctx.store.merge()
+    sent: list[tuple[AttributionTask, BatchWork]] = []  # by position
+    remaining = {id(task): len(task.batches) for task in tasks}
+    advance = progress("attributions", sum(len(b) for task in tasks for b in task.batches))
+
+    def items() -> Iterator[BatchWork]:
+        for task in tasks:
+            for index in task.batches:
+                if task.explainer.label in done.failures:
+                    remaining[id(task)] -= 1
+                    continue
+                sent.append((task, task.work(index)))
+                yield sent[-1][1]
+
+    try:
+        for position, outcome in ctx.executor.map(attribute_batch, items(), ctx):
+            task, work = sent[position]
+            if isinstance(outcome, Failed):
+                if isinstance(outcome.error, UsageProblem) or not keep_going:
+                    raise outcome.error
+                done.failures.setdefault(task.explainer.label, outcome.reason)
+            else:
+                ctx.store.write_batch(
+                    task.key,
+                    task.provenance,
+                    work.index,
+                    outcome.attribution,
+                    outcome.target,
+                    outcome.prediction,
+                    diagnostics=outcome.diagnostics,
+                    notes=outcome.notes,
+                )
+                done.computed += len(outcome.target)
+                advance(len(outcome.target))
+            remaining[id(task)] -= 1
+            if not remaining[id(task)]:
+                ctx.store.merge()
+    finally:
+        ctx.store.merge()
     return done
 
 
-def _compute(ctx: RunContext, task: AttributionTask, advance: Callable[[int], None]) -> int:
-    explainer = task.explainer.build()
-    module = ctx.resources.model(task.model).module
-    data = ctx.resources.dataset(task.dataset)
-    references = _reference_images(ctx, task.dataset)
-
-    def attribute(index: np.ndarray) -> None:
-        """Explain one batch and journal it; a batch that runs out of device memory is split in two."""
-        batch = data.batch(index)
-        inputs = batch.images.to(ctx.device)
-        try:
-            with torch.no_grad():
-                prediction = module(inputs).argmax(1)
-            target = prediction if task.target == "prediction" else batch.labels.to(ctx.device)
-            generator = torch.Generator().manual_seed(
-                derive_seed(ctx.seed, "explainer", task.explainer.entry.qualified, int(index[0]))
-            )
-            attribution = explainer(module, inputs, target, generator=generator, references=references)
-        except torch.cuda.OutOfMemoryError:
-            if len(index) == 1:
-                raise
-            del inputs
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            half = len(index) // 2
-            attribute(index[:half])
-            attribute(index[half:])
-            return
-        arrays = (attribution, target, prediction)
-        ctx.store.write_batch(
-            task.key,
-            task.provenance,
-            index,
-            *(a.cpu().numpy() for a in arrays),
-            diagnostics={name: values.numpy() for name, values in explainer.diagnostics.items()},
-            notes=explainer.diagnostic_notes,
+def attribute_batch(ctx: RunContext, work: BatchWork) -> BatchOutput:
+    """Explain one batch (on the context's device); a batch that runs out of device memory is split in two.
+    Each batch draws from its own generator (seed, explainer, first index): the same maps whatever worker
+    computes it, in whatever order."""
+    loaded = ctx.resources.model(work.model)
+    if loaded.weights_hash != work.weights_hash:
+        raise UsageProblem(
+            f"This worker's weights of {work.model} differ from the driver's ({loaded.weights_hash} vs "
+            f"{work.weights_hash}); share ATTRIBENCH_HOME between the machines or copy its models/ folder."
         )
-        advance(len(index))
+    explainer = ctx.explainer(work.explainer, work.dataset, work.model)
+    config = ctx.explainers[work.explainer]
+    batch = ctx.resources.dataset(work.dataset).batch(work.index)
+    inputs = batch.images.to(ctx.device)
+    try:
+        with torch.no_grad():
+            prediction = loaded.module(inputs).argmax(1)
+        target = prediction if work.target == "prediction" else batch.labels.to(ctx.device)
+        generator = torch.Generator().manual_seed(
+            derive_seed(ctx.seed, "explainer", config.entry.qualified, int(work.index[0]))
+        )
+        references = _reference_images(ctx, work.dataset)
+        attribution = explainer(loaded.module, inputs, target, generator=generator, references=references)
+    except torch.cuda.OutOfMemoryError:
+        if len(work.index) == 1:
+            raise
+        del inputs
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(work.index) // 2
+        parts = [attribute_batch(ctx, replace(work, index=i)) for i in (work.index[:half], work.index[half:])]
+        return _concatenate(parts)
+    return BatchOutput(
+        attribution.detach().cpu().numpy(),
+        target.cpu().numpy(),
+        prediction.cpu().numpy(),
+        {name: values.numpy() for name, values in explainer.diagnostics.items()},
+        dict(explainer.diagnostic_notes),
+    )
 
-    for index in task.batches:
-        attribute(index)
-    return sum(map(len, task.batches))
+
+def _concatenate(parts: list[BatchOutput]) -> BatchOutput:
+    """The output of one batch computed in parts (diagnostics a part lacks are NaN)."""
+    names = {name for part in parts for name in part.diagnostics}
+
+    def column(part: BatchOutput, name: str) -> np.ndarray:
+        return part.diagnostics.get(name, np.full(len(part.target), np.nan, np.float32))
+
+    return BatchOutput(
+        np.concatenate([p.attribution for p in parts]),
+        np.concatenate([p.target for p in parts]),
+        np.concatenate([p.prediction for p in parts]),
+        {name: np.concatenate([column(p, name) for p in parts]) for name in names},
+        {k: v for p in parts for k, v in p.notes.items()},
+    )
 
 
 def _reference_images(ctx: RunContext, dataset: str) -> Callable[[int], torch.Tensor]:
@@ -538,7 +635,23 @@ def run(registry: Registry, request: RunRequest, progress: Progress = no_progres
     if request.batch_size < 1:
         raise ParameterError(f"--batch-size must be at least 1; got {request.batch_size}.")
     AttributionStore(request.store).check()
+    executor = make_executor(registry, request)
+    with executor:
+        return _run(registry, request, executor, progress)
+
+
+def make_executor(registry: Registry, request: RunRequest) -> Executor:
+    """The executor `request` names, with its workers, GPUs per worker and options (checked here, before
+    anything is prepared)."""
+    entry = registry.resolve("executor", request.executor)
+    return entry.load()(
+        workers=request.workers, gpus_per_worker=request.gpus_per_worker, **request.executor_options
+    )
+
+
+def _run(registry: Registry, request: RunRequest, executor: Executor, progress: Progress) -> RunOutcome:
     ctx = prepare(registry, request, progress)
+    ctx.executor = executor
     ctx.store.check()
     ctx.store.merge()  # adopt batches journalled by an interrupted run
     execution = execute(ctx, plan(ctx), progress, keep_going=request.keep_going)

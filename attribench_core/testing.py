@@ -6,18 +6,25 @@ registry = plugin_registry({"myns": my_pkg.plugin})       # core + your plugin, 
 with using_plugins({"myns": my_pkg.plugin}):               # ... and the CLI sees the same
     CliRunner().invoke(cli, ["run", "core.relevance_mass", "--explainer", "myns.myexp"])
 check_explainer(MyExplainer())                             # the Explainer contract on a tiny CNN
+registry = plugin_registry({"t": ShuffledExecutor.plugin()})  # executor "t.shuffled": items in any order
 before = model_snapshot(model); ...; assert not model_changes(before, model_snapshot(model))
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import types
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
 from attribench_core import plugins
+from attribench_core.executor import Executor, Work, attempt
 from attribench_core.explainer import Explainer
+from attribench_core.hookspecs import hookimpl
+from attribench_core.params import Param
 from attribench_core.registry import Registry
 
 
@@ -106,3 +113,26 @@ def check_explainer(
     changes = model_changes(before, model_snapshot(model))
     assert not changes, f"the explainer changed the model: {', '.join(changes)}"
     return first
+
+
+class ShuffledExecutor(Executor):
+    """In this process, every item in an order shuffled by `seed`: what a distributed executor whose
+    workers finish in any order must give, checked in-process (results must equal `core.local`'s)."""
+
+    options = (Param("seed", 0, "seed of the shuffled order", int),)
+
+    def map(self, work: Work, items: Iterable[Any], ctx: Any) -> Iterator[tuple[int, Any]]:
+        numbered = list(enumerate(items))
+        random.Random(self.opts["seed"]).shuffle(numbered)
+        for position, item in numbered:
+            yield position, attempt(work, ctx, item)
+
+    @classmethod
+    def plugin(cls, name: str = "shuffled") -> types.SimpleNamespace:
+        """A plugin registering this executor as `name`."""
+
+        @hookimpl
+        def register_executors(register: Any) -> None:
+            register(name, cls, description="Items in a shuffled order, in this process (tests)")
+
+        return types.SimpleNamespace(register_executors=register_executors)

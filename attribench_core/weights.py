@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from attribench_core.cache import atomic_path, home
+from attribench_core.cache import atomic_path, building, home
 from attribench_core.dataset import Dataset
 from attribench_core.errors import ModelError
 from attribench_core.model import Model, ModelInfo, Verification, attach_info
@@ -169,15 +169,42 @@ def _from_cache_or_training(
     )
     folder = home() / "models" / name
     weights, record = folder / f"{key}.pt", folder / f"{key}.json"
-    if not retrain and weights.exists() and record.exists():
-        try:
-            module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-            meta = json.loads(record.read_text())
-            return LoadedModel(
-                name, module, meta["weights_hash"], "cache", Verification(**meta["verification"])
-            )
-        except Exception:
-            pass  # unreadable cache entry: retrain below
+    cached = None if retrain else _cached(module, name, weights, record)
+    if cached is not None:
+        return cached
+    with building(weights):  # one process trains; the others wait and load its weights
+        cached = None if retrain else _cached(module, name, weights, record)
+        if cached is not None:
+            return cached
+        return _train(model, name, datasets, seed, device, retrain, progress, folder, key)
+
+
+def _cached(module: torch.nn.Module, name: str, weights: Path, record: Path) -> LoadedModel | None:
+    """The cached weights of `name` loaded into `module`, or None when absent or unreadable (retrain)."""
+    if not (weights.exists() and record.exists()):
+        return None
+    try:
+        module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        meta = json.loads(record.read_text())
+        return LoadedModel(name, module, meta["weights_hash"], "cache", Verification(**meta["verification"]))
+    except Exception:
+        return None
+
+
+def _train(
+    model: Model,
+    name: str,
+    datasets: Callable[[str], Dataset],
+    seed: int,
+    device: str,
+    retrain: bool,
+    progress: Progress,
+    folder: Path,
+    key: str,
+) -> LoadedModel:
+    """Train `model` with its recipe (attempts until its check passes) and cache the weights under `key`."""
+    assert model.recipe is not None
+    weights, record = folder / f"{key}.pt", folder / f"{key}.json"
     train_set, test_set = datasets("train"), datasets("test")
     verification = None
     started = time.perf_counter()

@@ -2,6 +2,8 @@
 
 import copy
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -180,3 +182,18 @@ def test_a_dataset_keys_the_same_entries_whether_its_defaults_are_spelt_out_or_n
     explicit = Resources(test_plugins, request, no_progress, {"size": None})
     assert implicit.options("core.toy") == explicit.options("core.toy") == {"size": None}
     assert implicit.dataset_key("core.toy") == explicit.dataset_key("core.toy")
+
+
+def test_parallel_builders_of_a_cache_entry_build_it_once():
+    """flock locks open files, so threads with their own handles stand in for processes here."""
+    builds = []
+
+    def build() -> dict[str, np.ndarray]:
+        builds.append(1)
+        time.sleep(0.3)
+        return {"x": np.arange(3)}
+
+    with ThreadPoolExecutor(3) as pool:
+        values = list(pool.map(lambda _: cached_arrays("datasets/locked.npz", build)["x"].tolist(), range(3)))
+    assert values == [[0, 1, 2]] * 3
+    assert len(builds) == 1

@@ -47,3 +47,12 @@ def register_metrics(register):
         description="Whether the most attributed pixel lies inside the primary regions (Zhang et al. 2018)",
         category="ground_truth",
     )
+
+
+@hookimpl
+def register_executors(register):
+    register(
+        "local",
+        "attribench_core.executor:LocalExecutor",
+        description="In this process on --device, batch after batch (the default)",
+    )
