@@ -7,7 +7,7 @@ runner has computed what was missing beforehand, see `requests`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -65,6 +65,11 @@ class MetricContext(Protocol):
         self, explainer: str, *, dataset: str | None = None, model: str | None = None, index: Any = None
     ) -> Iterator[tuple[Batch, Stored]]:
         """Dataset samples with their stored attributions, `batch_size` at a time."""
+
+    def map(self, work: Callable[[Any, Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        """`work(ctx, item)` for every item through the run's executor, values in item order: for per-image
+        work that dominates a metric (SoCo's sweeps). `work` is a module-level function and `ctx` the
+        worker's own context; items carry indices and small arrays (the worker loads images itself)."""
 
 
 class Metric(ABC):

@@ -4,6 +4,7 @@ key surrounded by black becomes black, and with only key pixels kept everything 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -44,16 +45,24 @@ class HandContext:
     def load_model(self, name: str) -> torch.nn.Module:
         return KeyModel()
 
+    @property
+    def dataset(self) -> HandContext:
+        return self  # `batch` below: the key images
+
+    def batch(self, part: np.ndarray) -> Batch:
+        images = torch.zeros(len(part), 3, SIDE, SIDE)
+        images[:, :, KEY[0], KEY[1]] = 1.0
+        labels = torch.ones(len(part), dtype=torch.long)
+        return Batch(part, images, labels, {}, [{}] * len(part), [{}] * len(part))
+
     def attribution_batches(self, explainer: str, **_: Any):
         for start in range(0, len(self.index), self.batch_size):
             part = self.index[start : start + self.batch_size]
-            images = torch.zeros(len(part), 3, SIDE, SIDE)
-            images[:, :, KEY[0], KEY[1]] = 1.0
-            batch = Batch(
-                part, images, torch.ones(len(part), dtype=torch.long), {}, [{}] * len(part), [{}] * len(part)
-            )
             nonfinite = ~np.isfinite(self.maps[part]).all(axis=(1, 2, 3))
-            yield batch, Stored(part, self.maps[part], part * 0 + 1, part * 0 + 1, nonfinite)
+            yield self.batch(part), Stored(part, self.maps[part], part * 0 + 1, part * 0 + 1, nonfinite)
+
+    def map(self, work: Callable[[Any, Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        return (work(self, item) for item in items)
 
 
 def _maps(key: float, patch: float, n: int = 3) -> np.ndarray:

@@ -43,3 +43,27 @@ def test_every_metric_runs_on_any_pair_with_curves_of_the_spec_length(registry, 
         if metric == "soco.soundness":
             assert 0 <= row["value"] <= 1
             assert all(0 <= y <= 1 for y in row["values"]["soundness"]["y"] if y is not None)
+
+
+def test_sweeps_through_an_executor_finishing_in_any_order_give_the_results_of_core_local(tmp_path):
+    from attribench_core.testing import ShuffledExecutor
+
+    registry = plugin_registry(
+        {"methods": attribench_methods.plugin, "soco": attribench_soco.plugin, "x": ShuffledExecutor.plugin()}
+    )
+
+    def outcome(executor: str, store: str) -> dict:
+        request = RunRequest(
+            "soco.road",
+            explainers=["smoothgrad:samples=4"],
+            num_imgs=10,
+            batch_size=3,
+            dataset="core.toy",
+            model="core.toy_cnn",
+            store=tmp_path / store,
+            executor=executor,
+            executor_options={"seed": 2} if executor == "x.shuffled" else {},
+        )
+        return run(registry, request).to_json()["results"]
+
+    assert outcome("x.shuffled", "shuffled.h5") == outcome("core.local", "local.h5")

@@ -57,6 +57,34 @@ class Evaluated:
     skipped: dict[str, int]
 
 
+@dataclass(frozen=True)
+class SweepWork:
+    """One batch of a sweep as the run's executor hands it to a worker: the metric (class and options), the
+    batch's first dataset index (its seed), the images swept, their maps `[B,H,W]` and the map transform
+    (a picklable function, e.g. a `functools.partial`, or None). The worker loads the images itself."""
+
+    metric: type[SocoMetric]
+    options: dict[str, Any]
+    first: int
+    index: np.ndarray
+    maps: np.ndarray
+    transform: Transform | None
+
+
+@dataclass
+class Swept:
+    """A swept batch: outcomes `[T, B]`, the images' dataset indices, and what the metric kept aside."""
+
+    outcomes: Outcomes
+    index: np.ndarray
+    aside: Any
+
+
+def sweep_batch(ctx: MetricContext, work: SweepWork) -> Swept:
+    """The executor's work function: sweep one batch with the metric it names."""
+    return work.metric(**work.options).sweep(ctx, work)
+
+
 class SocoMetric(Metric):
     """Shared by SoCo's metrics: the pair, reading and reducing the maps, and the batched sweep."""
 
@@ -81,51 +109,51 @@ class SocoMetric(Metric):
         """A CPU generator for one batch, from the seed, the purpose and the batch's first image."""
         return torch.Generator().manual_seed(derive_seed(ctx.seed, "soco", purpose, first))
 
-    def batches(
-        self, ctx: MetricContext, explainer: str, transform: Transform | None
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, torch.Generator]]:
-        """(images, labels, maps `[B,H,W]`, dataset indices, generator) per batch, on the device; images
+    def works(self, ctx: MetricContext, explainer: str, transform: Transform | None) -> Iterator[SweepWork]:
+        """One `SweepWork` per batch of stored attributions, reduced to SoCo's maps here on the driver; images
         with non-finite attributions are left out (counted by `evaluate`)."""
-        for batch, stored in ctx.attribution_batches(explainer):
+        for _, stored in ctx.attribution_batches(explainer):
             keep = ~np.asarray(stored.nonfinite, dtype=bool)
-            generator = self.generator(ctx, type(self).__name__, int(stored.index[0]))
-            maps = saliency(torch.from_numpy(stored.attribution[keep])).to(ctx.device)
-            if transform is not None:
-                maps = transform(maps, generator)
-            images = batch.images[torch.from_numpy(keep)].to(ctx.device)
-            labels = batch.labels[torch.from_numpy(keep)].to(ctx.device)
-            yield images, labels, maps, stored.index[keep], generator
+            if keep.any():
+                maps = saliency(torch.from_numpy(stored.attribution[keep])).numpy()
+                first = int(stored.index[0])
+                yield SweepWork(type(self), self.opts, first, stored.index[keep], maps, transform)
 
     def evaluate(self, ctx: MetricContext, explainer: str, transform: Transform | None = None) -> Evaluated:
-        """Run `steps` on every batch of the evaluated images."""
-        model = ctx.load_model(ctx.model_name)
-        parts, index, extra = [], [], []
-        for images, labels, maps, batch_index, generator in self.batches(ctx, explainer, transform):
-            if not len(batch_index):
-                continue
-            order = functional.ascending_order(maps, generator)
-            removals, aside = self.steps(maps, functional.ranks(order), order)
-            shape = maps.shape
-            parts.append(
-                sweep(
-                    model,
-                    images,
-                    labels,
-                    (r.view(shape) for r in removals),
-                    fill=self.fill,
-                    noise=self.opts["noise"],
-                    generator=generator,
-                )
-            )
-            index.append(batch_index)
-            extra.append(aside)
+        """Sweep every batch of the evaluated images through the run's executor (`sweep_batch` on a worker,
+        per batch), and put the outcomes side by side in image order."""
+        swept = list(ctx.map(sweep_batch, self.works(ctx, explainer, transform)))
+        index = [s.index for s in swept]
         dropped = len(ctx.index) - sum(len(i) for i in index)
         return Evaluated(
-            Outcomes.concatenate(parts) if parts else Outcomes(np.zeros((0, 0), bool), np.zeros((0, 0))),
+            Outcomes.concatenate([s.outcomes for s in swept])
+            if swept
+            else Outcomes(np.zeros((0, 0), bool), np.zeros((0, 0))),
             np.concatenate(index) if index else np.zeros(0, np.int64),
-            extra,
+            [s.aside for s in swept],
             {NONFINITE: dropped} if dropped else {},
         )
+
+    def sweep(self, ctx: MetricContext, work: SweepWork) -> Swept:
+        """The sweep of one batch on the context's device: its generator (seed, metric, first image) draws
+        the map transform's noise, the tie-breaking order and the imputation noise, in that order."""
+        generator = self.generator(ctx, type(self).__name__, work.first)
+        maps = torch.from_numpy(work.maps).to(ctx.device)
+        if work.transform is not None:
+            maps = work.transform(maps, generator)
+        batch = ctx.dataset.batch(work.index)
+        order = functional.ascending_order(maps, generator)
+        removals, aside = self.steps(maps, functional.ranks(order), order)
+        outcomes = sweep(
+            ctx.load_model(ctx.model_name),
+            batch.images.to(ctx.device),
+            batch.labels.to(ctx.device),
+            (r.view(maps.shape) for r in removals),
+            fill=self.fill,
+            noise=self.opts["noise"],
+            generator=generator,
+        )
+        return Swept(outcomes, work.index, aside)
 
     def steps(
         self, maps: torch.Tensor, rank: torch.Tensor, order: torch.Tensor
