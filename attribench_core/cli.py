@@ -446,12 +446,15 @@ def store_show(group: str, store: Path) -> None:
 @store_group.command("verify")
 @_store_option
 def store_verify(store: Path) -> None:
-    """Check integrity: lengths, duplicate indices, non-finite counts, unmerged batches."""
-    problems = _open_store(store).verify()
-    for problem in problems:
+    """Check integrity (checksums, lengths, duplicate indices, non-finite counts): exit 1 on damage; notes
+    (batches not merged yet, batches set aside, leftovers of interrupted commits) keep exit 0."""
+    verification = _open_store(store).verify()
+    for problem in verification.problems:
         click.echo(problem)
-    if problems:
-        raise AttribenchError(f"{len(problems)} problem(s) in '{store}'.")
+    for note in verification.notes:
+        click.echo(f"note: {note}")
+    if not verification.ok:
+        raise AttribenchError(f"{len(verification.problems)} problem(s) in '{store}'.")
     click.echo(f"{store}: OK")
 
 
