@@ -46,7 +46,7 @@ from attribench_core.errors import StoreError
 FORMAT = "attribench-store"
 VERSION = 2
 MARKER_ATTRS = ("format", "version", "kind", "path", "nonfinite_count")  # the store's, not provenance
-COMPRESSIONS = ("lzf", "gzip", "none")
+COMPRESSIONS = ("none", "lzf", "gzip")  # none by measurement (docs/store.md)
 ROW_FIELDS = ("index", "target", "prediction", "nonfinite")
 COLUMNS = ("attribution", *ROW_FIELDS)
 DIAGNOSTICS = "diag"  # the segment's sub-group of per-map diagnostics, aligned with `index`
@@ -128,7 +128,7 @@ class _Batch:
 
 class AttributionStore:
     def __init__(
-        self, path: str | os.PathLike[str], *, compression: str = "lzf", lock_timeout: float = 600.0
+        self, path: str | os.PathLike[str], *, compression: str = "none", lock_timeout: float = 600.0
     ):
         self.path = Path(path)
         if compression not in COMPRESSIONS:
