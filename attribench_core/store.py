@@ -605,6 +605,8 @@ class GroupReader:
         self._order = np.argsort(self.index, kind="stable")
         self._sorted = self.index[self._order]
         self.map_shape = tuple(self.files[0]["attribution"].shape[1:]) if self.files else None
+        names = self.columns()
+        self._datasets = [{name: f[name] for name in names if name in f} for f in self.files]
 
     def __enter__(self) -> GroupReader:
         return self
@@ -637,8 +639,8 @@ class GroupReader:
         for s in np.unique(segment):
             where = segment == s
             for name, out in columns.items():
-                if name in self.files[s]:
-                    out[where] = _take(self.files[s][name], row[where])
+                if name in self._datasets[s]:
+                    out[where] = _take(self._datasets[s][name], row[where])
         prefix = f"{DIAGNOSTICS}/"
         diagnostics = {k.removeprefix(prefix): v for k, v in columns.items() if k.startswith(prefix)}
         fields = (columns[name] for name in ("attribution", "target", "prediction", "nonfinite"))
@@ -647,7 +649,7 @@ class GroupReader:
     def _empty(self, name: str, n: int) -> np.ndarray:
         if name.startswith(DIAGNOSTICS):
             return np.full(n, np.nan, np.float32)
-        dataset = self.files[0][name]
+        dataset = self._datasets[0][name]
         return np.empty((n, *dataset.shape[1:]), dtype=dataset.dtype)
 
     def stream_column(self, name: str, archive: zipfile.ZipFile) -> None:
@@ -868,9 +870,11 @@ def _next_segment(folder: Path) -> int:
 
 def _take(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
     """`dataset[rows]` for any rows (unsorted, repeated), read as contiguous slices."""
+    if len(rows) and (np.diff(rows) == 1).all():  # the usual case: one run of consecutive rows
+        return dataset[int(rows[0]) : int(rows[-1]) + 1]
     unique, inverse = np.unique(rows, return_inverse=True)
     breaks = np.flatnonzero(np.diff(unique) != 1) + 1
-    parts = [dataset[run[0] : run[-1] + 1] for run in np.split(unique, breaks)]
+    parts = [dataset[int(run[0]) : int(run[-1]) + 1] for run in np.split(unique, breaks)]
     return np.concatenate(parts)[inverse]
 
 
