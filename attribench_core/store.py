@@ -605,8 +605,15 @@ class GroupReader:
         self._order = np.argsort(self.index, kind="stable")
         self._sorted = self.index[self._order]
         self.map_shape = tuple(self.files[0]["attribution"].shape[1:]) if self.files else None
-        names = self.columns()
-        self._datasets = [{name: f[name] for name in names if name in f} for f in self.files]
+        self._open_datasets: list[dict[str, h5py.Dataset]] | None = None
+
+    @property
+    def _datasets(self) -> list[dict[str, h5py.Dataset]]:
+        """Each segment's columns by name, looked up once (h5py's lookup by name is slow), when first read."""
+        if self._open_datasets is None:
+            names = self.columns()
+            self._open_datasets = [{name: f[name] for name in names if name in f} for f in self.files]
+        return self._open_datasets
 
     def __enter__(self) -> GroupReader:
         return self

@@ -1,14 +1,16 @@
 """Growth laws of the attribution store (issue 14): what a commit costs as the store grows, the disk it
 needs, building a store run by run, and reading maps back.
 
-1. An 8-map run (maps of 3x224x224 float32, journalled then committed) against a store of 0.1 / 1 / 4 GB
-   (one group, the run adds to it): seconds, and the disk peak during the commit above the store.
+1. An 8-map run (maps of 3x224x224 float32, journalled then committed) against stores of 0.1 / 1 / 4 GB
+   (one group each, built with 512-map runs; the run adds to it), the stores taking turns: milliseconds
+   (median), and the disk peak during the commit above the store.
 2. Building a store run by run (8-map runs) to 1 GB and to 2 GB: seconds.
 3. Reading every map back in batches of 32 (a reader kept open, as a metric does) from groups of 1k / 10k /
    100k maps of 3x16x16 (committed 1,024 maps at a time): µs per map, the open included.
 
 Noise maps (incompressible, as real gradients are) and the store's default compression (none).
 Run: python bench/store_growth.py [--sizes-gb 0.1 1 4] [--build-gb 1 2] [--read-maps 1000 10000 100000]
+(an empty list skips that part; the stores are built in --folder, default a temporary folder)
 """
 
 from __future__ import annotations
@@ -57,30 +59,38 @@ def disk(store: AttributionStore) -> int:
 
 
 def commit_against_sizes(folder: Path, sizes_gb: list[float], repeats: int) -> None:
-    store = AttributionStore(folder / "grow.h5")
-    writer = Writer(store, LARGE)
+    """Build one store per size, then time 8-map runs on them in turn (so that machine noise hits all)."""
     map_bytes = np.prod(LARGE) * 4
-    print("\n| store | 8-map run (journal + commit) | commit alone | disk peak above the store | its maps |")
-    print("|---|---|---|---|---|")
+    writers = []
     for gb in sizes_gb:
-        while disk(store) < gb * 1e9:
-            writer.run(min(512, int((gb * 1e9 - disk(store)) / map_bytes) + 1))
-        runs, commits = [], []
-        for _ in range(repeats):
+        writer = Writer(AttributionStore(folder / f"grow{gb}.h5"), LARGE)
+        while disk(writer.store) < gb * 1e9:
+            writer.run(min(512, int((gb * 1e9 - disk(writer.store)) / map_bytes) + 1))
+        writers.append(writer)
+    os.sync()  # the builds' writeback must not be charged to the commits measured next
+    time.sleep(2)
+    runs: dict[int, list[float]] = {i: [] for i in range(len(writers))}
+    commits: dict[int, list[float]] = {i: [] for i in range(len(writers))}
+    for _ in range(repeats):
+        for i, writer in enumerate(writers):
             start = time.perf_counter()
             writer.journal(8)
             middle = time.perf_counter()
-            store.merge()
-            runs.append(time.perf_counter() - start)
-            commits.append(time.perf_counter() - middle)
-        before = disk(store)
+            writer.store.merge()
+            runs[i].append(time.perf_counter() - start)
+            commits[i].append(time.perf_counter() - middle)
+    print("\n| store | 8-map run (journal + commit) | commit alone | disk peak above the store | its maps |")
+    print("|---|---|---|---|---|")
+    for i, writer in enumerate(writers):
+        before = disk(writer.store)
         writer.journal(8)
-        peak = peak_during_commit(store) - before
-        run, commit = statistics.median(runs) * 1e3, statistics.median(commits) * 1e3
+        peak = peak_during_commit(writer.store) - before
+        run, commit = statistics.median(runs[i]) * 1e3, statistics.median(commits[i]) * 1e3
         print(
             f"| {before / 1e9:.2f} GB | {run:.0f} ms | {commit:.0f} ms | {peak / 1e6:.1f} MB "
             f"| {8 * map_bytes / 1e6:.1f} MB |"
         )
+        _remove(writer.store)
 
 
 def peak_during_commit(store: AttributionStore) -> int:
@@ -143,9 +153,9 @@ def _remove(store: AttributionStore) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes-gb", type=float, nargs="+", default=[0.1, 1, 4])
-    parser.add_argument("--build-gb", type=float, nargs="+", default=[1, 2])
-    parser.add_argument("--read-maps", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--sizes-gb", type=float, nargs="*", default=[0.1, 1, 4])
+    parser.add_argument("--build-gb", type=float, nargs="*", default=[1, 2])
+    parser.add_argument("--read-maps", type=int, nargs="*", default=[1000, 10000, 100000])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--folder", default=None, help="where the stores are built (default: a temp folder)")
     args = parser.parse_args()
@@ -153,7 +163,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.folder) as tmp:
         if args.sizes_gb:
             commit_against_sizes(Path(tmp), args.sizes_gb, args.repeats)
-            _remove(AttributionStore(Path(tmp) / "grow.h5"))
         if args.build_gb:
             build_run_by_run(Path(tmp), args.build_gb)
         if args.read_maps:
