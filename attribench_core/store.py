@@ -189,9 +189,17 @@ class AttributionStore:
     @contextlib.contextmanager
     def lock(self, *, shared: bool = False) -> Iterator[None]:
         """Exclusive lock for commits (shared for journal writes and reads, which may run side by side);
-        waits up to `lock_timeout` seconds, then fails with a clear message."""
+        waits up to `lock_timeout` seconds, then fails with a clear message. Reading a store on read-only
+        media goes without the lock (nothing can commit there)."""
         lock_path = self.path.with_name(self.path.name + ".lock")
-        with open(lock_path, "a+") as handle:
+        with contextlib.ExitStack() as stack:
+            try:
+                handle = stack.enter_context(open(lock_path, "a+"))
+            except OSError:
+                if not shared:
+                    raise
+                yield
+                return
             deadline = time.monotonic() + self.lock_timeout
             while True:
                 try:
@@ -596,9 +604,18 @@ class GroupReader:
 
     def __init__(self, folder: Path, path: str | None = None):
         self.segments = _live_segments(folder) if folder.is_dir() else []
-        self.files = [h5py.File(s, "r", locking=False, rdcc_nbytes=READ_CACHE_BYTES) for s in self.segments]
+        self.files: list[h5py.File] = []
+        try:
+            for segment in self.segments:
+                self.files.append(h5py.File(segment, "r", locking=False, rdcc_nbytes=READ_CACHE_BYTES))
+            parts = [f["index"][()] for f in self.files]
+        except (OSError, KeyError) as exc:
+            self.close()
+            raise StoreError(
+                f"Attribution group {path or folder.name} is damaged ({exc}); "
+                "see `attribench store verify` for what to delete."
+            ) from None
         self.path = path or (str(self.files[0].attrs["path"]) if self.files else folder.name)
-        parts = [f["index"][()] for f in self.files]
         self.index = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         self._segment = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
         self._row = np.concatenate([np.arange(len(p)) for p in parts]) if parts else self.index
@@ -647,7 +664,13 @@ class GroupReader:
             where = segment == s
             for name, out in columns.items():
                 if name in self._datasets[s]:
-                    out[where] = _take(self._datasets[s][name], row[where])
+                    try:
+                        out[where] = _take(self._datasets[s][name], row[where])
+                    except OSError as exc:  # e.g. a checksum that does not match
+                        raise StoreError(
+                            f"Cannot read {name} of {self.path} from {self.segments[s].name} ({exc}); "
+                            "see `attribench store verify` for what to delete."
+                        ) from None
         prefix = f"{DIAGNOSTICS}/"
         diagnostics = {k.removeprefix(prefix): v for k, v in columns.items() if k.startswith(prefix)}
         fields = (columns[name] for name in ("attribution", "target", "prediction", "nonfinite"))

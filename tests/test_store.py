@@ -360,6 +360,8 @@ def test_flipped_bytes_are_caught_by_verify_naming_the_group(tmp_path):
     assert problem.startswith(f"{KEY.path} (segment {segment.name}): attribution is damaged")
     result = verify_cli(store.path)
     assert result.exit_code == 1 and KEY.path in result.output
+    with pytest.raises(StoreError, match=f"Cannot read attribution of {KEY.path} from {segment.name}"):
+        store.read(KEY, [0])
 
 
 def test_verify_exit_codes_clean_pending_and_damaged(tmp_path):
