@@ -326,6 +326,7 @@ class AttributionStore:
     def _commit_group(self, chunks: list[Path]) -> None:
         """Write the new rows of `chunks` (one journal group) as one segment, then delete `chunks`."""
         writer: _SegmentWriter | None = None
+        committed: Path | None = None
         taken: set[int] | None = None
         shape: tuple[int, ...] | None = None
         try:
@@ -358,13 +359,14 @@ class AttributionStore:
             if writer is not None:
                 number = _next_segment(writer.folder)
                 writer.commit(writer.folder / _segment_name(number, number))
-                self._compact(writer.folder)
-                writer = None
+                committed, writer = writer.folder, None
         finally:
             if writer is not None:
                 writer.discard()
         for chunk in chunks:
             chunk.unlink(missing_ok=True)
+        if committed is not None:
+            self._compact(committed)
 
     def _compact(self, folder: Path) -> None:
         """Merge the small segments at the end of a group into one once there are `COMPACT_AFTER`, so
@@ -434,7 +436,10 @@ class AttributionStore:
                             self._group_dir(path), path, _provenance_attrs(old[path]), self
                         )
                         writer.copy_from(old[path])
-                        writer.commit(writer.folder / _segment_name(1, 1))
+                        if writer.n:
+                            writer.commit(writer.folder / _segment_name(1, 1))
+                        else:  # an empty group: nothing to keep
+                            writer.discard()
                     else:
                         _, metric, run_id = path.split("/")
                         payload = json.loads(old[path].attrs["payload"])
