@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import itertools
 import json
@@ -52,7 +53,7 @@ COLUMNS = ("attribution", *ROW_FIELDS)
 DIAGNOSTICS = "diag"  # the segment's sub-group of per-map diagnostics, aligned with `index`
 CHUNK_BYTES = 2 * 2**20  # attribution chunks hold as many maps as fit (at least one)
 ROW_CHUNK = 1024
-READ_CACHE_BYTES = 64 * 2**20  # per open segment: a batch's chunks are decompressed once
+CHUNK_CACHE_BYTES = 64 * 2**20  # per open segment: a chunk is decompressed (or compressed) once
 SMALL_SEGMENT_BYTES = 64 * 2**20
 COMPACT_AFTER = 16  # this many small segments at a group's end are compacted into one
 TMP_PREFIX = ".tmp-"
@@ -612,7 +613,7 @@ class GroupReader:
         self.files: list[h5py.File] = []
         try:
             for segment in self.segments:
-                self.files.append(h5py.File(segment, "r", locking=False, rdcc_nbytes=READ_CACHE_BYTES))
+                self.files.append(h5py.File(segment, "r", locking=False, rdcc_nbytes=CHUNK_CACHE_BYTES))
             parts = [f["index"][()] for f in self.files]
         except (OSError, KeyError) as exc:
             self.close()
@@ -739,33 +740,41 @@ class _SegmentWriter:
     def __init__(self, folder: Path, path: str, provenance: Mapping[str, Any], store: AttributionStore):
         self.folder, self.compression = folder, store.compression
         self.tmp = _mkdir_parent(folder / f"{TMP_PREFIX}{os.getpid()}-{next(_temporaries)}.h5")
-        self.file = h5py.File(self.tmp, "w", locking=False)
+        # chunks stay in the cache until they are full: each is compressed and checksummed once
+        self.file = h5py.File(self.tmp, "w", locking=False, rdcc_nbytes=CHUNK_CACHE_BYTES)
         self.file.attrs.update(format=FORMAT, version=VERSION, kind="attributions", path=path)
         self.file.attrs.update(provenance)
         self.n = 0
+        # open datasets by name: HDF5 flushes a dataset's chunk cache when its last handle closes, which
+        # would write (and checksum) a partly filled chunk again at every append
+        self.columns: dict[str, h5py.Dataset] = {}
 
     def append(
         self, rows: Mapping[str, np.ndarray], diagnostics: Mapping[str, np.ndarray], notes: Mapping[str, str]
     ) -> None:
         """Add rows (the `COLUMNS`) and their diagnostics; a diagnostic missing on either side is NaN."""
-        f, added = self.file, len(rows["index"])
-        if "attribution" not in f:
+        f, added, columns = self.file, len(rows["index"]), self.columns
+        if not columns:
             shape = rows["attribution"].shape[1:]
             per_chunk = max(1, CHUNK_BYTES // max(1, 4 * int(np.prod(shape))))
-            f.create_dataset(
+            columns["attribution"] = f.create_dataset(
                 "attribution", shape=(0, *shape), maxshape=(None, *shape), dtype="float32",
                 chunks=(per_chunk, *shape), compression=self.compression,
                 shuffle=self.compression is not None, fletcher32=True,
             )  # fmt: skip
             for name in ROW_FIELDS:
-                _column(f, name, np.asarray(rows[name]).dtype)
+                columns[name] = _column(f, name, np.asarray(rows[name]).dtype)
         for name in COLUMNS:
-            _extend(f[name], rows[name])
-        for name in {*diagnostics, *_diagnostic_names(f)}:
-            column = f.get(f"{DIAGNOSTICS}/{name}") or _column(f, f"{DIAGNOSTICS}/{name}", np.float32, self.n)
-            _extend(column, diagnostics.get(name, np.full(added, np.nan, np.float32)))
+            _extend(columns[name], rows[name])
+        for name in sorted(
+            {*diagnostics, *(c.removeprefix(f"{DIAGNOSTICS}/") for c in columns if c.startswith(DIAGNOSTICS))}
+        ):
+            key = f"{DIAGNOSTICS}/{name}"
+            if key not in columns:  # first reported now: NaN for the rows before
+                columns[key] = _column(f, key, np.float32, self.n)
+            _extend(columns[key], diagnostics.get(name, np.full(added, np.nan, np.float32)))
             if notes.get(name):
-                column.attrs["note"] = notes[name]
+                columns[key].attrs["note"] = notes[name]
         self.n += added
 
     def copy_from(self, group: h5py.Group) -> None:
@@ -782,11 +791,13 @@ class _SegmentWriter:
             )
 
     def commit(self, final: Path) -> None:
-        self.file.attrs["nonfinite_count"] = int(self.file["nonfinite"][()].sum()) if self.n else 0
+        self.file.attrs["nonfinite_count"] = int(self.columns["nonfinite"][()].sum()) if self.n else 0
+        self.columns.clear()
         self.file.close()
         _durable_replace(self.tmp, final)
 
     def discard(self) -> None:
+        self.columns.clear()
         with contextlib.suppress(Exception):
             self.file.close()
         self.tmp.unlink(missing_ok=True)
@@ -806,10 +817,17 @@ def _load_batch(chunk: Path) -> _Batch:
         raise ValueError(f"columns of different lengths {sorted(lengths)}")
     if short_hash(meta["path"], 16) != chunk.parent.name:
         raise ValueError(f"it names group {meta['path']}, not the one of its folder")
+    _check_storable(json.dumps(meta["provenance"], sort_keys=True, default=str))
     provenance = {k: _attr(v) for k, v in meta["provenance"].items()}
-    with h5py.File(f"{chunk.name}.attrs", "w", driver="core", backing_store=False) as f:
-        f.attrs.update(provenance)  # fails here, not half-way through a commit
     return _Batch(meta["path"], provenance, dict(meta.get("notes", {})), rows, diagnostics)
+
+
+@functools.lru_cache(maxsize=64)
+def _check_storable(provenance: str) -> None:
+    """Fail (here, not half-way through a commit) if a provenance cannot be stored as HDF5 attributes;
+    once per distinct provenance (every batch of a task has the same)."""
+    with h5py.File(f"check-{short_hash(provenance)}", "w", driver="core", backing_store=False) as f:
+        f.attrs.update({k: _attr(v) for k, v in json.loads(provenance).items()})
 
 
 def _verify_group(folder: Path) -> list[str]:
