@@ -503,7 +503,7 @@ class AttributionStore:
                     if reader.segments:
                         described.append(reader.describe())
             for file in self._result_files():
-                with h5py.File(file, "r", locking=False) as f:
+                with _open_result(file) as f:
                     described.append(
                         {
                             "path": f.attrs["path"],
@@ -520,7 +520,7 @@ class AttributionStore:
         if self._ready():
             with self.lock(shared=True):
                 if path.startswith("results/") and self._result_file(path).exists():
-                    with h5py.File(self._result_file(path), "r", locking=False) as f:
+                    with _open_result(self._result_file(path)) as f:
                         return _read_attrs(f)
                 with GroupReader(self._group_dir(path), path) as reader:
                     if reader.segments:
@@ -535,7 +535,7 @@ class AttributionStore:
         records = []
         with self.lock(shared=True):
             for file in self._result_files():
-                with h5py.File(file, "r", locking=False) as f:
+                with _open_result(file) as f:
                     _, metric, run_id = str(f.attrs["path"]).split("/", 2)
                     try:
                         payload = json.loads(f.attrs["payload"])
@@ -820,6 +820,19 @@ def _load_batch(chunk: Path) -> _Batch:
     _check_storable(json.dumps(meta["provenance"], sort_keys=True, default=str))
     provenance = {k: _attr(v) for k, v in meta["provenance"].items()}
     return _Batch(meta["path"], provenance, dict(meta.get("notes", {})), rows, diagnostics)
+
+
+@contextlib.contextmanager
+def _open_result(file: Path) -> Iterator[h5py.File]:
+    """A result run's file, or a one-line StoreError if it cannot be read."""
+    try:
+        handle = h5py.File(file, "r", locking=False)
+    except OSError as exc:
+        raise StoreError(
+            f"Result file {file} is damaged ({exc}); see `attribench store verify` for what to delete."
+        ) from None
+    with handle:
+        yield handle
 
 
 @functools.lru_cache(maxsize=64)

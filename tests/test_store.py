@@ -435,3 +435,15 @@ def test_a_0_1_store_is_upgraded_once_and_reads_the_same(tmp_path, monkeypatch):
     assert store.missing(KEY, [2, 4, 7, 9, 11]).tolist() == [11]
     assert store.verify().ok and store.verify().notes == []
     assert not (tmp_path / ".old.h5.merge77").exists()
+
+
+def test_a_damaged_result_file_is_damage_for_verify_and_a_one_line_error_for_readers(tmp_path):
+    store = AttributionStore(tmp_path / "s.h5")
+    store.merge([ResultRecord("core.relevance_mass", "run1", {"metric": "core.relevance_mass"})])
+    (result,) = (store.folder / "results").glob("*.h5")
+    result.write_bytes(b"garbage")
+    (problem,) = store.verify().problems
+    assert problem.startswith(f"results file {result.name}: {result} is unreadable")
+    listed = CliRunner().invoke(cli, ["store", "ls", "--store", str(store.path)])
+    assert listed.exit_code == 1 and f"Result file {result} is damaged" in listed.output
+    assert len(listed.output.strip().splitlines()) == 1
