@@ -338,9 +338,10 @@ class RunContext:
         index = self.index if index is None else np.asarray(index, dtype=np.int64)
         key = self.group_key(dataset, model, self.explainers[explainer], self.metric.target)
         data = self.resources.dataset(dataset)
-        for start in range(0, len(index), self.batch_size):
-            part = index[start : start + self.batch_size]
-            yield data.batch(part), self.store.read(key, part)
+        with self.store.reader(key) as reader:  # opened once: each batch is one lookup and its chunks
+            for start in range(0, len(index), self.batch_size):
+                part = index[start : start + self.batch_size]
+                yield data.batch(part), reader.read(part)
 
 
 @dataclass

@@ -179,6 +179,17 @@ def test_store_commands(test_plugins, tmp_path):
     assert exported.exit_code == 0 and (tmp_path / "g.npz").exists()
 
 
+def test_a_seed_beyond_int64_runs_and_later_runs_on_the_store_still_work(test_plugins):
+    big = invoke("run", "core.relevance_mass", "-e", "t.grad", "--num-imgs", "4", "--seed", "9" * 23)
+    assert big.exit_code == 0, big.output
+    later = invoke("run", "core.relevance_mass", "-e", "t.grad", "--num-imgs", "4")
+    assert later.exit_code == 0, later.output
+    listed = json.loads(invoke("store", "ls", "--json").stdout)
+    groups = [g["path"] for g in listed if g["kind"] == "attributions"]
+    assert {json.loads(invoke("store", "show", g).stdout)["seed"] for g in groups} == {"9" * 23, 0}
+    assert invoke("store", "verify").output.strip() == "attribench.h5: OK"
+
+
 def _resumable_args(store):
     return ["run", "core.relevance_mass", "-e", "t.grad:delay=0.15", "-e", "t.noise", "--num-imgs", "48",
             "--batch-size", "4", "--store", str(store), "--json"]  # fmt: skip

@@ -24,7 +24,7 @@ from attribench_core.report.content import Section, Table
 from attribench_core.report.ranking import average_ranks, competition_ranks, kendall_tau_b, spearman
 from attribench_core.report.reading import read_input
 from attribench_core.runner import RunRequest, run
-from attribench_core.store import AttributionStore
+from attribench_core.store import AttributionStore, GroupKey
 from attribench_core.testing import plugin_registry, using_plugins
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -225,10 +225,10 @@ def test_the_report_command_writes_a_self_contained_page_and_markdown(store, tmp
 def test_diagnostics_are_stored_with_their_maps_and_summarised_in_the_report(store):
     report = _input(store)
     (path,) = [g["path"] for g in report.attribution_groups if g["attrs"]["explainer"] == "x.image"]
-    with h5py.File(store, "r", locking=False) as f:
-        group = f[path]
-        means = group["attribution"][()].mean(axis=(1, 2, 3))  # the maps are the images
-        np.testing.assert_allclose(group["diag/brightness"][()], means, rtol=1e-6)
+    key = GroupKey(*path.split("/")[1:])
+    stored = AttributionStore(store).read(key, AttributionStore(store).completed(key))
+    means = stored.attribution.mean(axis=(1, 2, 3))  # the maps are the images
+    np.testing.assert_allclose(stored.diagnostics["brightness"], means, rtol=1e-6)
     table = provenance.groups_table(report)
     cells = {row[0]: row[table.columns.index("diagnostics")] for row in table.rows}
     expected = (

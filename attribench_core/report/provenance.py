@@ -108,7 +108,7 @@ def groups_table(report: ReportInput) -> Table:
 
 def sections(report: ReportInput) -> list[Section]:
     """The provenance section: the store, then the runs, the attribution groups and the versions."""
-    size = report.store.path.stat().st_size / 2**20 if report.store.path.exists() else 0.0
+    size = report.store.nbytes() / 2**20 if report.store.path.exists() else 0.0
     made = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     text = (
         f"Store: {report.store.path.resolve()} ({size:.1f} MiB). Report made {made} by attribench "

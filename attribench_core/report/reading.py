@@ -1,15 +1,10 @@
-"""Reading a store into a `ReportInput`: every `/results/<metric>/<run_id>` run with its arrays.
+"""Reading a store into a `ReportInput`: every result run (`results/<metric>/<run_id>`) with its arrays.
 
-The report never writes to the store; it reads under the store's shared lock so that a merge by a running
+The report never writes to the store; it reads under the store's shared lock so that a commit by a running
 `attribench run` (which takes the exclusive lock) is never seen half-done.
 """
 
 from __future__ import annotations
-
-import json
-
-import h5py
-import numpy as np
 
 from attribench_core.errors import StoreError
 from attribench_core.registry import Registry
@@ -22,31 +17,8 @@ def read_runs(store: AttributionStore) -> list[StoredRun]:
     if not store.path.exists():
         return []
     store.check()
-    runs = []
-    with h5py.File(store.path, "r", locking=False) as f:
-        results = f.get("results", {})
-        for metric in results:
-            for run_id in results[metric]:
-                runs.append(_read_run(metric, run_id, results[metric][run_id]))
+    runs = [StoredRun(r.metric, r.run_id, r.payload, r.arrays) for r in store.results()]
     return sorted(runs, key=lambda run: (run.run_id, run.metric))
-
-
-def _read_run(metric: str, run_id: str, group: h5py.Group) -> StoredRun:
-    try:
-        payload = json.loads(group.attrs["payload"])
-    except (KeyError, ValueError) as exc:
-        raise StoreError(
-            f"Result run results/{metric}/{run_id} has no readable payload ({exc}); "
-            "check the store with `attribench store verify`."
-        ) from None
-    arrays: dict[str, np.ndarray] = {}
-
-    def collect(name: str, item: h5py.HLObject) -> None:
-        if isinstance(item, h5py.Dataset):
-            arrays[name] = item[()]
-
-    group.visititems(collect)
-    return StoredRun(metric, run_id, payload, arrays)
 
 
 def read_input(store: AttributionStore, registry: Registry) -> ReportInput:
