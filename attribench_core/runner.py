@@ -61,7 +61,7 @@ class RunRequest:
     normalize: str | None = None  # a user's model: imagenet, none, MEAN/STD; None: none or hf's own
     cam_layer: str | None = None  # NAME or NAME:tokens, the run's model's CAM layer
     retrain: bool = False
-    compression: str = "lzf"
+    compression: str = "none"
     keep_going: bool = True  # an explainer that fails is reported, the others go on
     images: Path | None = None  # your image folder: the run's data is core.images on it
     annotations: Path | None = None  # its regions: COCO .json, or a folder of masks / VOC XML
