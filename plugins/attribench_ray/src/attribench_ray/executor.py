@@ -51,14 +51,16 @@ class Slot:
 
 
 def portable(error: BaseException) -> BaseException:
-    """`error` if it survives pickling, else a stand-in with the same type name and message (an exception
-    whose `__init__` takes other arguments than its message does not unpickle on the driver)."""
+    """`error` if it comes back from pickling as itself, else a stand-in with the same type name and message
+    (an exception whose `__init__` takes other arguments than its message unpickles wrong, or not at all)."""
     try:
-        pickle.loads(pickle.dumps(error))
-        return error
+        copy = pickle.loads(pickle.dumps(error))
+        if type(copy) is type(error) and str(copy) == str(error):
+            return error
     except Exception:
-        stand_in = type(type(error).__name__, (Exception,), {"__module__": type(error).__module__})
-        return stand_in(str(error))
+        pass
+    stand_in = type(type(error).__name__, (Exception,), {"__module__": type(error).__module__})
+    return stand_in(str(error))
 
 
 @ray.remote
@@ -119,6 +121,7 @@ class RayExecutor(Executor):
         else:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing sent anywhere
             ray.init(
+                address="local",  # a new cluster, even where `ray start` left one running
                 num_cpus=max(os.cpu_count() or 1, self.workers or 1),
                 _node_ip_address="127.0.0.1",  # no network needed
                 runtime_env={"env_vars": worker_environment()},
@@ -136,13 +139,15 @@ class RayExecutor(Executor):
         if per_worker_gpus and not device.startswith("cuda"):
             raise UsageProblem("--gpus-per-worker gives workers GPUs; add --device cuda to compute on them.")
         if device.startswith("cuda") and not per_worker_gpus:
-            raise UsageProblem("--device cuda with --gpus-per-worker 0: give each worker GPUs, e.g. 1 or 0.5.")
+            raise UsageProblem(
+                "--device cuda with --gpus-per-worker 0: give each worker GPUs, e.g. 1 or 0.5."
+            )
         if per_worker_gpus:
             workers = self.workers or int(gpus // per_worker_gpus)
             if workers < 1 or workers * per_worker_gpus > gpus:
                 raise UsageProblem(
-                    f"The Ray cluster has {gpus:g} GPUs; {workers} workers with {per_worker_gpus:g} GPUs each do "
-                    "not fit: lower --workers or --gpus-per-worker."
+                    f"The Ray cluster has {gpus:g} GPUs; {workers} workers with {per_worker_gpus:g} GPUs each "
+                    "do not fit: lower --workers or --gpus-per-worker."
                 )
         else:
             workers = self.workers or max(1, int(cpus))
@@ -161,8 +166,8 @@ class RayExecutor(Executor):
         if waiting:
             raise UsageProblem(
                 f"{len(waiting)} of {workers} Ray workers did not start within {START_TIMEOUT_S:g} s "
-                f"(each asks {self.slot.cpus:g} CPUs and {self.slot.gpus:g} GPUs of {ray.cluster_resources()}); "
-                "lower --workers or --gpus-per-worker."
+                f"(each asks {self.slot.cpus:g} CPUs and {self.slot.gpus:g} GPUs of the cluster's "
+                f"{ray.cluster_resources()}); lower --workers or --gpus-per-worker."
             )
 
     def _new_actor(self) -> Any:
@@ -195,7 +200,8 @@ class RayExecutor(Executor):
         while running:
             [ref], _ = ray.wait(list(running), num_returns=1)
             position, item, actor = running.pop(ref)
-            load[actor] -= 1
+            if actor in load:  # else a dead worker, replaced already
+                load[actor] -= 1
             try:
                 outcome = ray.get(ref)
             except RayActorError as exc:
