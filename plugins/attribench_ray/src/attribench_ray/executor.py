@@ -146,7 +146,7 @@ class RayExecutor(Executor):
             workers = self.workers or int(gpus // per_worker_gpus)
             if workers < 1 or workers * per_worker_gpus > gpus:
                 raise UsageProblem(
-                    f"The Ray cluster has {gpus:g} GPUs; {workers} workers with {per_worker_gpus:g} GPUs each "
+                    f"The Ray cluster has {gpus:g} GPUs; {workers} workers of {per_worker_gpus:g} GPUs each "
                     "do not fit: lower --workers or --gpus-per-worker."
                 )
         else:
