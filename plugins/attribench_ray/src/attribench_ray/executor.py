@@ -92,7 +92,7 @@ def worker_environment() -> dict[str, str]:
 
 class RayExecutor(Executor):
     """Ray actors, one per device slot: `--workers` (default: the cluster's CPUs, or its GPUs divided by
-    `--gpus-per-worker`); CPU workers share the CPUs out as torch threads."""
+    `--gpus-per-worker`); the workers share the cluster's CPUs out as torch threads (or `--ray-threads`)."""
 
     options = (
         Param(
@@ -102,10 +102,15 @@ class RayExecutor(Executor):
             "empty: start a local cluster",
             str,
         ),
+        Param("threads", 0, "torch threads of each worker, and the CPUs it reserves (0: its share)", int),
     )
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        if self.opts["threads"] < 0:
+            raise UsageProblem(
+                f"--ray-threads must be at least 0 (0: a worker's share); got {self.opts['threads']}."
+            )
         self.started_ray = False
         self.actors: list[Any] = []
         self.slot: Slot | None = None
@@ -151,6 +156,8 @@ class RayExecutor(Executor):
                 )
         else:
             workers = self.workers or max(1, int(cpus))
+        if self.opts["threads"] > 0:
+            return workers, Slot(self.opts["threads"], self.opts["threads"], per_worker_gpus)
         share = cpus / workers
         threads = max(1, int(share))
         return workers, Slot(threads if share >= 1 else round(share, 4), threads, per_worker_gpus)
