@@ -165,6 +165,25 @@ def test_dead_workers_are_replaced_and_their_items_retried_then_reported(in_clus
         assert dict(executor.map(_square_or_die, [("ok", 7, str(tmp_path))], ctx)) == {0: 49}
 
 
+def test_nothing_to_compute_starts_no_cluster():
+    executor = RayExecutor()
+    assert list(executor.map(_square_or_die, [], ctx=None)) == [] and not executor.actors
+
+
+def test_listing_plugins_does_not_import_ray(site):
+    code = "import sys; from attribench_core.cli import cli; cli(['list'], standalone_mode=False); "
+    listed = subprocess.run(
+        [sys.executable, "-c", code + "print('ray' in sys.modules)"],
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(site), str(FIXTURES), os.environ.get("PYTHONPATH", "")]),
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert "ray.ray" in listed.stdout and listed.stdout.strip().endswith("False"), listed.stderr
+
+
 def test_ray_options_are_checked_before_anything_starts():
     with pytest.raises(ParameterError, match="Did you mean address"):
         RayExecutor(adress="localhost:6379")

@@ -185,18 +185,21 @@ class RayExecutor(Executor):
     # -- mapping ------------------------------------------------------------------------------------
 
     def map(self, work: Work, items: Iterable[Any], ctx: RunContext) -> Iterator[tuple[int, Any]]:
+        numbered = enumerate(items)
+        first = next(numbered, None)
+        if first is None:
+            return  # nothing to compute (a run whose batches are stored): no cluster started
         if not self.actors:
             self._start(ctx.request.device)
         request = ray.put(ctx.request)  # sent once, resolved by each worker
-        numbered = enumerate(items)
-        retry: deque[tuple[int, Any]] = deque()
+        pending: deque[tuple[int, Any]] = deque([first])  # taken from `items` (or retried), not yet sent
         tries: dict[int, int] = {}
         running: dict[Any, tuple[int, Any, Any]] = {}  # object ref -> (position, item, actor)
         load = {actor: 0 for actor in self.actors}
 
         def submit() -> None:
             while len(running) < IN_FLIGHT_PER_WORKER * len(self.actors):
-                position, item = retry.popleft() if retry else next(numbered, (None, None))
+                position, item = pending.popleft() if pending else next(numbered, (None, None))
                 if position is None:
                     return
                 actor = min(self.actors, key=load.__getitem__)
@@ -212,7 +215,7 @@ class RayExecutor(Executor):
             try:
                 outcome = ray.get(ref)
             except RayActorError as exc:
-                outcome = self._after_death(actor, load, exc, position, item, tries, retry)
+                outcome = self._after_death(actor, load, exc, position, item, tries, pending)
             if outcome is not None:
                 yield position, outcome
             submit()
@@ -225,7 +228,7 @@ class RayExecutor(Executor):
         position: int,
         item: Any,
         tries: dict[int, int],
-        retry: deque[tuple[int, Any]],
+        pending: deque[tuple[int, Any]],
     ) -> Failed | None:
         """Replace a dead worker; the item goes back in the queue, or is failed after `RETRIES` retries."""
         if actor in load:  # its other items fail the same way: replace it once
@@ -238,7 +241,7 @@ class RayExecutor(Executor):
         if tries[position] > RETRIES:
             first = (str(error).strip().splitlines() or [""])[0]
             return Failed(WorkerDied(f"a Ray worker died on every one of {tries[position]} tries: {first}"))
-        retry.append((position, item))
+        pending.append((position, item))
         return None
 
     def close(self) -> None:
