@@ -1,0 +1,1 @@
+"""attribench-ray: the `ray.ray` executor."""
