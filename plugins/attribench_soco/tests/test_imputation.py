@@ -137,7 +137,7 @@ def test_warm_starts_along_a_lerf_sweep_equal_cold_solves():
 
 
 def test_chunks_advance_in_lockstep_to_the_values_of_the_whole_batch(monkeypatch):
-    """5 images in chunks of 2, 2 and 1 (the default chunking, its budget shrunk to 2 images of this size),
+    """5 images in chunks of 1, 2 and 2 (the default chunking, its budget shrunk to 2 images of this size),
     warm-started and with noise as the sweep calls it: the whole batch's values up to rounding (chunks that
     stopped on their own would differ by ~3e-5 here) and the same noise; noise off, the exact solve."""
     generator = torch.Generator().manual_seed(10)

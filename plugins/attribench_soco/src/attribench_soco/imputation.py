@@ -38,6 +38,7 @@ convolutions' channels).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -337,12 +338,12 @@ def impute(
     """`images` `[B,C,H,W]` with the pixels where `masks` `[B,H,W]` is True replaced by their noisy linear
     imputation; the other pixels are returned unchanged.
 
-    Multigrid-preconditioned conjugate gradients on every (image, channel) system at once (float32, or
-    float64 for float64 images), from 0 or from `init` (e.g. the previous step's imputed images), until
-    the last update is at most `tol` everywhere, in the images' units (the error left is then smaller:
-    each iteration shrinks it several-fold), or `max_iter` iterations. The batch is solved in chunks of
-    `chunk` images (default `chunk_size`) advancing in lockstep, with the stopping rule of the whole batch,
-    so that the chunking changes no value beyond rounding. Noise: `noise`·N(0,1) per imputed pixel and
+    Multigrid-preconditioned conjugate gradients on every (image, channel) system at once (float32, or float64
+    for float64 images), from 0 or from `init` (e.g. the previous step's imputed images), until the last
+    update is at most `tol` everywhere, in the images' units (the error left is then smaller: each iteration
+    shrinks it several-fold), or `max_iter` iterations. The batch is solved in chunks of at most `chunk`
+    images (default `chunk_size`), of even sizes, advancing in lockstep with the stopping rule of the whole
+    batch, so that the chunking changes no value beyond rounding. Noise: `noise`·N(0,1) per imputed pixel and
     channel, from `generator` (on the CPU, then moved), so that the same generator gives the same images on
     every device.
     """
@@ -350,8 +351,9 @@ def impute(
         raise ValueError(f"chunk={chunk} images; give a positive number (or None for the default).")
     dtype = torch.promote_types(images.dtype, torch.float32)
     masks = masks.bool()
-    chunk = chunk or chunk_size(images)
-    parts = [slice(start, start + chunk) for start in range(0, len(images), chunk)]
+    count = -(-len(images) // (chunk or chunk_size(images)))  # chunks of even sizes: a small one is slow
+    bounds = [len(images) * k // count for k in range(count + 1)]
+    parts = [slice(start, end) for start, end in itertools.pairwise(bounds)]
     solvers = [
         _ConjugateGradients.start(images[part], masks[part], None if init is None else init[part], dtype)
         for part in parts
