@@ -195,12 +195,13 @@ class _Multigrid:
         rows, cols = _span(h, w)
         padded = F.pad(m, (1, cols - w + 1, 1, rows - h + 1))
         centre = padded[:, 1:-1, 1:-1]
-        finest = torch.empty(m.shape[0], 9, rows, cols, dtype=dtype, device=device)
+        # channels-last from the start, as the Galerkin convolution takes it
+        finest = torch.empty(m.shape[0], rows, cols, 9, dtype=dtype, device=device).permute(0, 3, 1, 2)
         for k, (dy, dx) in enumerate(OFFSETS):
             neighbour = padded[:, 1 + dy : 1 + dy + rows, 1 + dx : 1 + dx + cols]
             torch.mul(centre, neighbour, out=finest[:, k]).mul_(-kernel[dy + 1, dx + 1])
         finest[:, CENTRE, :h, :w] = m * weight
-        levels, sizes = [finest.contiguous(memory_format=torch.channels_last)], [(h, w)]
+        levels, sizes = [finest], [(h, w)]
         galerkin = _galerkin_kernel(dtype, device)
         while max(sizes[-1]) > COARSEST:
             levels.append(_galerkin(levels[-1], galerkin))
