@@ -145,7 +145,8 @@ def test_chunks_advance_in_lockstep_to_the_values_of_the_whole_batch(monkeypatch
     masks = _attribution_masks(5, 20, 0.9, generator)
     init = impute(images, _attribution_masks(5, 20, 0.95, generator), generator=generator)
     whole = impute(images, masks, init=init, generator=torch.Generator().manual_seed(11), chunk=5)
-    monkeypatch.setattr(imputation, "CHUNK_BYTES", 2 * 3 * 20 * 20 * 4)  # 2 float32 images
+    # 2 images' finest coefficient maps: 9 over the 21×21 span, float32
+    monkeypatch.setattr(imputation, "CHUNK_BYTES", 2 * 9 * 21 * 21 * 4)
     assert imputation.chunk_size(images) == 2
     chunked = impute(images, masks, init=init, generator=torch.Generator().manual_seed(11))
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)

@@ -27,13 +27,13 @@ the values; once the updates are small, A·p is a (faster) convolution. Maps are
 (channels, pixels, images): depthwise convolutions over the images as channels-last run ~10× faster on a
 CPU than over `[N,1,h,w]` maps, and the operator's per-image maps `[h,w,B]` broadcast over C.
 
-On the CPU a batch is solved in chunks of images of at most `CHUNK_BYTES` per map (13 images at 3×224² in
-float32), advanced in lockstep. Every operation allocates its result, and glibc serves an allocation above
-its largest mmap threshold (32 MiB) with fresh pages from the kernel each time: the page faults made batch
-64 at 224² (38 MiB per map, 116 MiB for the finest coefficient maps) 2–3× slower per image than batch 16.
-A chunk's largest temporary (the finest level's 9 coefficient maps, 3× a map) stays below it, and the
-time per image no longer grows with the batch; smaller chunks are slower again (the images are the
-convolutions' channels).
+On the CPU a batch is solved in chunks of images advanced in lockstep. Every operation allocates its
+result, and glibc serves an allocation above its largest mmap threshold (32 MiB) with fresh pages from the
+kernel each time: the page faults made batch 64 at 224² (38 MiB per map, 116 MiB for the finest level's 9
+coefficient maps) 2–3× slower per image than batch 16. A chunk holds as many images as keep its largest
+temporary (a map, or those coefficient maps) within `CHUNK_BYTES` (17 images at 3×224² in float32), and
+the time per image no longer grows with the batch; much smaller chunks are slower again (the images are
+the convolutions' channels).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ CENTRE = 4
 DAMPING = 0.9  # Jacobi weight: below 1 the smoother converges (D ≥ ½·Σ_j |a_ij|, so D⁻¹A ≤ 2 by Gershgorin)
 COARSEST = 8  # grids with no side above this are solved with a dense pseudo-inverse
 PRECISE_ABOVE = 1e-2  # A·p by differences while the updates are larger than this, by convolution after
-CHUNK_BYTES = 8 << 20  # bytes per map in one chunk of images on the CPU (see the notes)
+CHUNK_BYTES = 30 << 20  # a chunk's largest temporary on the CPU: under glibc's largest mmap threshold (notes)
 
 
 def stencil(dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -318,12 +318,15 @@ class _ConjugateGradients:
 
 
 def chunk_size(images: torch.Tensor) -> int:
-    """Images per chunk for `images` `[B,C,H,W]`: on the CPU as many as fill `CHUNK_BYTES` per map in the
-    solver's precision (at least one), elsewhere the whole batch."""
+    """Images per chunk for `images` `[B,C,H,W]`: on the CPU as many as keep the largest temporary (a map,
+    or the finest level's 9 coefficient maps) within `CHUNK_BYTES` (at least one), elsewhere the whole
+    batch."""
     if images.device.type != "cpu":
         return max(1, len(images))
+    _, channels, h, w = images.shape
+    rows, cols = _span(h, w)
     item = torch.promote_types(images.dtype, torch.float32).itemsize
-    return max(1, CHUNK_BYTES // (images.shape[1:].numel() * item))
+    return max(1, CHUNK_BYTES // (max(channels * h * w, 9 * rows * cols) * item))
 
 
 def impute(
