@@ -14,8 +14,14 @@ step's (noisy) images as the metric runs it, SciPy solving each step afresh (tim
 SciPy solution before its noise is added). Images: smooth random textures with edges, normalised as SoCo
 does ((x − 0.485)/0.229). Speed-up = SciPy time / our time, per image.
 
+With `--against-resnet`: instead, one step of the soundness sweep (warm-started from the previous step's
+noisy images, as the metric runs it) and one single 50 % mask (cold, as ROAD runs it) per image at 224² and
+batch 16/32/64, beside one forward pass of attribench's ResNet-18 per image at the same batch, all
+interleaved; SciPy is not needed for it.
+
 Run: pip install -r bench/requirements.txt; python bench/soco_imputation.py [--device cpu|cuda]
 [--batch 8] [--images 8] [--scipy-images 4] [--sizes 64 224] [--threads 2]
+or: python bench/soco_imputation.py --against-resnet [--batches 16 32 64] [--threads 2] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -26,13 +32,12 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import scipy
 import torch
 import torch.nn.functional as F
 from attribench_soco.imputation import impute
-from scipy.sparse import coo_matrix, csc_matrix, lil_matrix
-from scipy.sparse.linalg import spsolve
 from timing import interleaved, machine
+
+from attribench_core.reference_models import resnet18
 
 # ROAD's neighbour offsets and weights
 NEIGHBOURS = [
@@ -46,6 +51,9 @@ SWEEP = [round(0.98 - 0.01 * k, 2) for k in range(96)]
 def scipy_lil(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
     """ROAD's algorithm as its code runs it: `[C,H,W]` float64 image, `[H,W]` removed mask; the noise-free
     imputed image."""
+    from scipy.sparse import csc_matrix, lil_matrix  # here: the ResNet comparison runs without SciPy
+    from scipy.sparse.linalg import spsolve
+
     c, h, w = image.shape
     kept = (~removed).reshape(-1)
     flat = image.reshape(c, -1)
@@ -71,6 +79,9 @@ def scipy_lil(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
 
 def scipy_coo(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
     """The same system assembled as COO arrays, then the same `spsolve`."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import spsolve
+
     c, h, w = image.shape
     kept = (~removed).reshape(-1)
     flat = image.reshape(c, -1)
@@ -267,6 +278,53 @@ def row(side, kind, removed, ours, lil, coo, difference) -> list[str]:
     ]
 
 
+def against_resnet(args) -> None:
+    """Per image, at each batch size: a warm-started sweep step (the mean over steps spread along the sweep)
+    and a cold single 50 % mask of `impute`, and one ResNet-18 forward pass, interleaved."""
+    side = 224
+    generator = torch.Generator().manual_seed(side)
+    images = make_images(max(args.batches), side, generator)
+    order = attribution_maps(len(images), side, generator).flatten(1).argsort(dim=1)
+    steps = SWEEP[:: args.step_stride]
+    masks = {fraction: removal(order, fraction, side) for fraction in steps}
+    previous = {  # the sweep's step before each timed one, with its noise
+        fraction: impute(images, removal(order, round(fraction + 0.01, 2), side), generator=generator)
+        for fraction in steps
+    }
+    half = removal(order, 0.5, side)
+    model = resnet18().eval()
+    noise = torch.Generator().manual_seed(0)
+
+    def sweep_steps(batch: int) -> None:
+        for fraction in steps:
+            impute(images[:batch], masks[fraction][:batch], init=previous[fraction][:batch], generator=noise)
+
+    candidates = {}
+    for batch in args.batches:
+        candidates[f"step {batch}"] = lambda batch=batch: sweep_steps(batch)
+        candidates[f"single {batch}"] = lambda batch=batch: impute(
+            images[:batch], half[:batch], generator=noise
+        )
+        candidates[f"resnet {batch}"] = lambda batch=batch: model(images[:batch])
+    with torch.no_grad():
+        for fn in candidates.values():  # warm-up
+            fn()
+        times = interleaved(candidates, repeats=args.repeats)
+    print(
+        f"224×224, 3 channels; sweep step: warm-started from the previous step's noisy images, mean over the"
+        f" {len(steps)} steps at {', '.join(f'{f:.0%}' for f in steps)} removed; single mask: 50 % removed"
+        f" (LeRF), cold; median of {args.repeats} interleaved repeats; ms per image\n"
+    )
+    print("| batch | sweep step ms | single 50 % mask ms | ResNet-18 forward ms | step / forward |")
+    print("|---:|---:|---:|---:|---:|")
+    for batch in args.batches:
+        step = times[f"step {batch}"] / (len(steps) * batch)
+        single = times[f"single {batch}"] / batch
+        forward = times[f"resnet {batch}"] / batch
+        cells = [str(batch), *(f"{t * 1e3:.1f}" for t in (step, single, forward)), f"{step / forward:.2f}"]
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -281,6 +339,13 @@ def main() -> None:
     parser.add_argument(
         "--sweep-stride", type=int, default=8, help="SciPy solves every this-many sweep steps"
     )
+    parser.add_argument(
+        "--against-resnet", action="store_true", help="time a step beside a ResNet-18 forward pass (CPU)"
+    )
+    parser.add_argument("--batches", type=int, nargs="+", default=[16, 32, 64], help="with --against-resnet")
+    parser.add_argument(
+        "--step-stride", type=int, default=19, help="with --against-resnet: time every this-many sweep steps"
+    )
     args = parser.parse_args()
     args.scipy_images = min(args.scipy_images, args.images)
     torch.set_num_threads(args.threads)
@@ -288,6 +353,12 @@ def main() -> None:
     gpu = f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""
     load = os.getloadavg()[0]
     print(f"machine: {machine()}{gpu}; torch {torch.__version__} ({args.threads} threads)")
+    if args.against_resnet:
+        print(f"load average at the start {load:.1f}")
+        against_resnet(args)
+        return
+    import scipy
+
     print(f"SciPy {scipy.__version__} (SuperLU, single-threaded); load average at the start {load:.1f}")
     print(
         f"ours: {args.images} images in batches of {args.batch} on {device}, noise on; SciPy: the first"

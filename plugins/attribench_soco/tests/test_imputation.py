@@ -1,12 +1,14 @@
 """Noisy linear imputation: the batched multigrid-preconditioned path equals the exact dense solve (noise off)
-on random, border-touching, 98 %-removed and attribution-shaped masks, in float32 and on odd sizes, within a
-few iterations and from a warm start; its preconditioner is symmetric positive definite (as conjugate
-gradients need); kept pixels are untouched; the noise is as specified."""
+on random, border-touching, 98 %-removed and attribution-shaped masks, in float32 and on odd sizes, within
+a few iterations and from a warm start, and solved in chunks as in one piece; its preconditioner is
+symmetric positive definite (as conjugate gradients need); kept pixels are untouched; the noise is as
+specified."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from attribench_soco import imputation
 from attribench_soco.imputation import _Multigrid, impute, reference_impute
 
 
@@ -132,6 +134,28 @@ def test_warm_starts_along_a_lerf_sweep_equal_cold_solves():
         warm = impute(images, masks, noise=0.0, init=previous)
         torch.testing.assert_close(warm, impute(images, masks, noise=0.0), atol=2e-4, rtol=0)
         previous = impute(images, masks, generator=generator, init=previous)
+
+
+def test_chunks_advance_in_lockstep_to_the_values_of_the_whole_batch(monkeypatch):
+    """5 images in chunks of 1, 2 and 2 (the default chunking, its budget shrunk to 2 images of this size),
+    warm-started and with noise as the sweep calls it: the whole batch's values up to rounding (chunks that
+    stopped on their own would differ by ~3e-5 here) and the same noise; noise off, the exact solve."""
+    generator = torch.Generator().manual_seed(10)
+    images = torch.rand(5, 3, 20, 20, generator=generator)
+    masks = _attribution_masks(5, 20, 0.9, generator)
+    init = impute(images, _attribution_masks(5, 20, 0.95, generator), generator=generator)
+    whole = impute(images, masks, init=init, generator=torch.Generator().manual_seed(11), chunk=5)
+    # 2 images' finest coefficient maps: 9 over the 21×21 span, float32
+    monkeypatch.setattr(imputation, "CHUNK_BYTES", 2 * 9 * 21 * 21 * 4)
+    assert imputation.chunk_size(images) == 2
+    chunked = impute(images, masks, init=init, generator=torch.Generator().manual_seed(11))
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
+    _assert_exact(impute(images, masks, noise=0.0), images, masks)
+
+
+def test_a_chunk_must_hold_an_image():
+    with pytest.raises(ValueError, match="chunk=0"):
+        impute(torch.rand(2, 1, 4, 4), torch.ones(2, 4, 4, dtype=torch.bool), chunk=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

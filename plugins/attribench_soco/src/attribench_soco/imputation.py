@@ -26,10 +26,19 @@ of neighbour differences Σ w_ij·(x_i − x_j), whose rounding scales with the 
 the values; once the updates are small, A·p is a (faster) convolution. Maps are held as `[C,h,w,B]`
 (channels, pixels, images): depthwise convolutions over the images as channels-last run ~10× faster on a
 CPU than over `[N,1,h,w]` maps, and the operator's per-image maps `[h,w,B]` broadcast over C.
+
+On the CPU a batch is solved in chunks of images advanced in lockstep. Every operation allocates its
+result, and glibc serves an allocation above its largest mmap threshold (32 MiB) with fresh pages from the
+kernel each time: the page faults made batch 64 at 224² (38 MiB per map, 116 MiB for the finest level's 9
+coefficient maps) 2–3× slower per image than batch 16. A chunk holds as many images as keep its largest
+temporary (a map, or those coefficient maps) within `CHUNK_BYTES` (17 images at 3×224² in float32), and
+the time per image no longer grows with the batch; much smaller chunks are slower again (the images are
+the convolutions' channels).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -42,6 +51,7 @@ CENTRE = 4
 DAMPING = 0.9  # Jacobi weight: below 1 the smoother converges (D ≥ ½·Σ_j |a_ij|, so D⁻¹A ≤ 2 by Gershgorin)
 COARSEST = 8  # grids with no side above this are solved with a dense pseudo-inverse
 PRECISE_ABOVE = 1e-2  # A·p by differences while the updates are larger than this, by convolution after
+CHUNK_BYTES = 30 << 20  # a chunk's largest temporary on the CPU: under glibc's largest mmap threshold (notes)
 
 
 def stencil(dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -185,12 +195,13 @@ class _Multigrid:
         rows, cols = _span(h, w)
         padded = F.pad(m, (1, cols - w + 1, 1, rows - h + 1))
         centre = padded[:, 1:-1, 1:-1]
-        finest = torch.empty(m.shape[0], 9, rows, cols, dtype=dtype, device=device)
+        # channels-last from the start, as the Galerkin convolution takes it
+        finest = torch.empty(m.shape[0], rows, cols, 9, dtype=dtype, device=device).permute(0, 3, 1, 2)
         for k, (dy, dx) in enumerate(OFFSETS):
             neighbour = padded[:, 1 + dy : 1 + dy + rows, 1 + dx : 1 + dx + cols]
             torch.mul(centre, neighbour, out=finest[:, k]).mul_(-kernel[dy + 1, dx + 1])
         finest[:, CENTRE, :h, :w] = m * weight
-        levels, sizes = [finest.contiguous(memory_format=torch.channels_last)], [(h, w)]
+        levels, sizes = [finest], [(h, w)]
         galerkin = _galerkin_kernel(dtype, device)
         while max(sizes[-1]) > COARSEST:
             levels.append(_galerkin(levels[-1], galerkin))
@@ -250,6 +261,74 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(dim=(1, 2), keepdim=True)
 
 
+@dataclass
+class _ConjugateGradients:
+    """Multigrid-preconditioned conjugate gradients on the systems of one chunk of images, `[C,H,W,B]` maps
+    held between the calls so that the chunks of a batch advance in lockstep: an iteration is `step` on
+    every chunk, then, unless the largest update of the whole batch is small enough, `descend` on every
+    chunk."""
+
+    multigrid: _Multigrid
+    kept: torch.Tensor  # the images at kept pixels, 0 at removed ones; every map below is 0 at kept pixels
+    u: torch.Tensor  # the solution so far
+    r: torch.Tensor  # the residual
+    p: torch.Tensor  # the search direction
+    rz: torch.Tensor  # [C,1,1,B], r·z for the current residual r and its preconditioned z
+    ap: torch.Tensor | None = None  # A·p of the last step
+    alpha: torch.Tensor | None = None  # [C,1,1,B], the last step's length along p
+
+    @classmethod
+    def start(
+        cls, images: torch.Tensor, masks: torch.Tensor, init: torch.Tensor | None, dtype: torch.dtype
+    ) -> _ConjugateGradients:
+        """The first search direction for `images` `[B,C,H,W]` with `masks` `[B,H,W]`, from 0 or `init`."""
+        x = images.to(dtype).permute(1, 2, 3, 0).contiguous()
+        multigrid = _Multigrid.build(masks, dtype)
+        inside = multigrid.removed
+        kept = x * (1 - inside)
+        u = torch.zeros_like(x)
+        if init is not None:  # not where every pixel is removed: the singular system would drift from it
+            u = inside * init.to(dtype).permute(1, 2, 3, 0) * ~masks.reshape(len(masks), -1).all(dim=1)
+        r = -inside * _differences(u + kept)
+        z = multigrid(r)
+        return cls(multigrid, kept, u, r, z, _dot(r, z))
+
+    def step(self, precise: bool) -> float:
+        """Move u along p to the minimum; the largest update. `precise`: A·p by differences (see the
+        module's notes)."""
+        self.ap = self.multigrid.removed * _differences(self.p) if precise else self.multigrid.apply(self.p)
+        curvature = _dot(self.p, self.ap)
+        self.alpha = torch.where(curvature > 0, self.rz / torch.where(curvature > 0, curvature, 1.0), 0.0)
+        update = self.alpha * self.p
+        self.u += update
+        low, high = torch.aminmax(update)
+        return max(-float(low), float(high))
+
+    def descend(self) -> None:
+        """The residual after the last step and the next search direction."""
+        self.r.addcmul_(self.alpha, self.ap, value=-1)
+        z = self.multigrid(self.r)
+        rz = _dot(self.r, z)
+        beta = torch.where(self.rz > 0, rz / torch.where(self.rz > 0, self.rz, 1.0), 0.0)
+        self.p, self.rz = torch.addcmul(z, beta, self.p), rz
+
+    def solution(self) -> torch.Tensor:
+        """The imputed images `[B,C,H,W]`, noise-free."""
+        return (self.u + self.kept).permute(3, 0, 1, 2)
+
+
+def chunk_size(images: torch.Tensor) -> int:
+    """Images per chunk for `images` `[B,C,H,W]`: on the CPU as many as keep the largest temporary (a map,
+    or the finest level's 9 coefficient maps) within `CHUNK_BYTES` (at least one), elsewhere the whole
+    batch."""
+    if images.device.type != "cpu":
+        return max(1, len(images))
+    _, channels, h, w = images.shape
+    rows, cols = _span(h, w)
+    item = torch.promote_types(images.dtype, torch.float32).itemsize
+    return max(1, CHUNK_BYTES // (max(channels * h * w, 9 * rows * cols) * item))
+
+
 def impute(
     images: torch.Tensor,
     masks: torch.Tensor,
@@ -259,50 +338,48 @@ def impute(
     init: torch.Tensor | None = None,
     tol: float = 1e-3,
     max_iter: int = 100,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """`images` `[B,C,H,W]` with the pixels where `masks` `[B,H,W]` is True replaced by their noisy linear
     imputation; the other pixels are returned unchanged.
 
-    Multigrid-preconditioned conjugate gradients on every (image, channel) system at once (float32, or
-    float64 for float64 images), from 0 or from `init` (e.g. the previous step's imputed images), until
-    the last update is at most `tol` everywhere, in the images' units (the error left is then smaller:
-    each iteration shrinks it several-fold), or `max_iter` iterations. Noise: `noise`·N(0,1) per imputed
-    pixel and channel, from `generator` (on the CPU, then moved), so that the same generator gives the
-    same images on every device.
+    Multigrid-preconditioned conjugate gradients on every (image, channel) system at once (float32, or float64
+    for float64 images), from 0 or from `init` (e.g. the previous step's imputed images), until the last
+    update is at most `tol` everywhere, in the images' units (the error left is then smaller: each iteration
+    shrinks it several-fold), or `max_iter` iterations. The batch is solved in chunks of at most `chunk`
+    images (default `chunk_size`), of even sizes, advancing in lockstep with the stopping rule of the whole
+    batch, so that the chunking changes no value beyond rounding. Noise: `noise`·N(0,1) per imputed pixel and
+    channel, from `generator` (on the CPU, then moved), so that the same generator gives the same images on
+    every device.
     """
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk={chunk} images; give a positive number (or None for the default).")
     dtype = torch.promote_types(images.dtype, torch.float32)
-    x = images.to(dtype).permute(1, 2, 3, 0).contiguous()
-    multigrid = _Multigrid.build(masks.bool(), dtype)
-    inside = multigrid.removed
-    kept = x * (1 - inside)  # every map below is 0 at kept pixels but this one
-    u = torch.zeros_like(x)
-    if init is not None:  # not where every pixel is removed: the singular system would drift from it
-        u = inside * init.to(dtype).permute(1, 2, 3, 0) * ~masks.reshape(len(masks), -1).all(dim=1)
-    r = -inside * _differences(u + kept)
-    z = multigrid(r)
-    p, rz = z, _dot(r, z)
+    masks = masks.bool()
+    count = -(-len(images) // (chunk or chunk_size(images)))  # chunks of even sizes: a small one is slow
+    bounds = [len(images) * k // count for k in range(count + 1)]
+    parts = [slice(start, end) for start, end in itertools.pairwise(bounds)]
+    solvers = [
+        _ConjugateGradients.start(images[part], masks[part], None if init is None else init[part], dtype)
+        for part in parts
+    ]
     size = float("inf")
     for _ in range(max_iter):
         # the rounding of A·p adds up in r: by differences while the updates are large, as a systematic
         # error of 1e-7 times them would show in u; by convolution once they are small
-        ap = inside * _differences(p) if size > PRECISE_ABOVE else multigrid.apply(p)
-        curvature = _dot(p, ap)
-        alpha = torch.where(curvature > 0, rz / torch.where(curvature > 0, curvature, 1.0), 0.0)
-        step = alpha * p
-        u += step
-        low, high = torch.aminmax(step)
-        size = max(-float(low), float(high))
+        precise = size > PRECISE_ABOVE
+        size = max(solver.step(precise) for solver in solvers)
         if size <= tol:
             break
-        r = r.addcmul_(alpha, ap, value=-1)
-        z = multigrid(r)
-        rz_next = _dot(r, z)
-        p = torch.addcmul(z, torch.where(rz > 0, rz_next / torch.where(rz > 0, rz, 1.0), 0.0), p)
-        rz = rz_next
-    filled = (u + kept).permute(3, 0, 1, 2).contiguous()
+        for solver in solvers:
+            solver.descend()
     if noise > 0:
-        draws = torch.randn(filled.shape, generator=generator, dtype=dtype).to(images.device)
-        filled = filled.addcmul_(draws, masks[:, None].to(dtype), value=noise)
+        filled = torch.randn(images.shape, generator=generator, dtype=dtype).to(images.device)
+        filled.mul_(noise).mul_(masks[:, None])
+        for part, solver in zip(parts, solvers, strict=True):
+            filled[part] += solver.solution()
+    else:
+        filled = torch.cat([solver.solution() for solver in solvers])
     return filled.to(images.dtype)
 
 
