@@ -126,6 +126,6 @@ def worker_context(request: RunRequest) -> RunContext:
     key = json.dumps(asdict(request), sort_keys=True, default=str)
     if key not in _worker_contexts:
         _worker_contexts.clear()  # one run at a time per worker
-        # the driver has (re)trained the models already: a worker loads them from the cache
-        _worker_contexts[key] = prepare(get_registry(), replace(request, retrain=False))
+        # the driver has (re)trained the models already: a worker loads them from the cache, never trains
+        _worker_contexts[key] = prepare(get_registry(), replace(request, retrain=False), train=False)
     return _worker_contexts[key]

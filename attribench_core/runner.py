@@ -145,9 +145,16 @@ class Resources:
     """Datasets and models of one run, loaded once and shared by planning, execution and metrics."""
 
     def __init__(
-        self, registry: Registry, request: RunRequest, progress: Progress, default_options: dict[str, Any]
+        self,
+        registry: Registry,
+        request: RunRequest,
+        progress: Progress,
+        default_options: dict[str, Any],
+        *,
+        train: bool = True,
     ):
         self.registry, self.request, self.progress = registry, request, progress
+        self.train = train  # False on a worker: models come from the cache, never trained there
         self._datasets: dict[tuple[str, str], Dataset] = {}
         self._models: dict[str, LoadedModel] = {}
         self._user_models: dict[str, tuple[ModelSource, str]] = {}  # name -> (source, dataset)
@@ -216,6 +223,7 @@ class Resources:
                 device=self.request.device,
                 weights_file=self.request.weights if key == self.weights_model else None,
                 retrain=self.request.retrain,
+                train=self.train,
                 progress=self.progress,
             )
             if key == self.weights_model and self.request.cam_layer:
@@ -374,8 +382,11 @@ def sample_index(size: int, num_imgs: int | None, seed: int) -> np.ndarray:
     return np.sort(rng.choice(size, size=num_imgs, replace=False)).astype(np.int64)
 
 
-def prepare(registry: Registry, request: RunRequest, progress: Progress = no_progress) -> RunContext:
-    """Resolve names, build the metric, load data and models, and choose the evaluated images."""
+def prepare(
+    registry: Registry, request: RunRequest, progress: Progress = no_progress, *, train: bool = True
+) -> RunContext:
+    """Resolve names, build the metric, load data and models, and choose the evaluated images. `train=False`
+    (a worker): models only from the cache, where the driver's `prepare` put them."""
     metric_entry = registry.resolve("metric", request.metric)
     metric_cls = metric_entry.load()
     resolve_params(metric_cls.options, request.options, owner=metric_entry.qualified, noun="option")
@@ -394,7 +405,7 @@ def prepare(registry: Registry, request: RunRequest, progress: Progress = no_pro
     if not configs:
         raise UsageProblem("No explainers are installed; pip install -e plugins/attribench_methods.")
     explainers = {c.label: c for c in configs}
-    resources = Resources(registry, request, progress, metric.dataset_options())
+    resources = Resources(registry, request, progress, metric.dataset_options(), train=train)
     # instance attributes: a metric may choose its dataset and model from its options
     image_folder = any(v is not None for v in (request.images, request.annotations, request.size))
     dataset = (

@@ -23,7 +23,7 @@ import torch
 
 from attribench_core.cache import atomic_path, building, home
 from attribench_core.dataset import Dataset
-from attribench_core.errors import ModelError
+from attribench_core.errors import ModelError, UsageProblem
 from attribench_core.model import Model, ModelInfo, Verification, attach_info
 from attribench_core.progress import Progress, no_progress
 from attribench_core.seeding import derive_seed
@@ -108,9 +108,11 @@ def obtain_model(
     device: str = "cpu",
     weights_file: Path | None = None,
     retrain: bool = False,
+    train: bool = True,
     progress: Progress = no_progress,
 ) -> LoadedModel:
-    """Build `model` and give it weights; `datasets(split)` returns its train/test data."""
+    """Build `model` and give it weights; `datasets(split)` returns its train/test data. `train=False` (a
+    worker of a distributed executor): trained weights only from the cache, never trained here."""
     test_set = datasets("test")
     shape = test_set.num_classes, test_set.image_shape
     if weights_file is not None:
@@ -122,7 +124,7 @@ def obtain_model(
         raise ModelError(f"Model {name} has no training recipe here; pass its weights with --weights FILE.")
     else:
         loaded = _from_cache_or_training(
-            model, model.build(*shape), name, datasets, data_key, seed, device, retrain, progress
+            model, model.build(*shape), name, datasets, data_key, seed, device, retrain, train, progress
         )
     info = ModelInfo(name, test_set.value_range, test_set.num_classes, model.cam_layer, loaded.weights_hash)
     attach_info(loaded.module.to(device).eval(), info)
@@ -153,6 +155,7 @@ def _from_cache_or_training(
     seed: int,
     device: str,
     retrain: bool,
+    train: bool,
     progress: Progress,
 ) -> LoadedModel:
     assert model.recipe is not None
@@ -172,6 +175,11 @@ def _from_cache_or_training(
     cached = None if retrain else _cached(module, name, weights, record)
     if cached is not None:
         return cached
+    if not train:
+        raise UsageProblem(
+            f"Model {name} is not in this worker's cache ({folder}); share ATTRIBENCH_HOME with the driver "
+            "or fill this machine's by running the same command once on it."
+        )
     with building(weights):  # one process trains; the others wait and load its weights
         cached = None if retrain else _cached(module, name, weights, record)
         if cached is not None:

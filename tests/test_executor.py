@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from attribench_core.cli import cli
 from attribench_core.errors import ParameterError, UsageProblem
-from attribench_core.executor import Failed, LocalExecutor, in_order
+from attribench_core.executor import Failed, LocalExecutor, in_order, worker_context
+from attribench_core.runner import RunRequest
 from attribench_core.store import AttributionStore, GroupKey
 from attribench_core.testing import ShuffledExecutor, using_plugins
 
@@ -89,3 +90,11 @@ def test_unknown_executor_is_one_line_with_a_suggestion():
         result = CliRunner().invoke(cli, ["run", "core.relevance_mass", "--executor", "core.locl"])
     assert result.exit_code != 0
     assert "core.local" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_worker_never_trains_a_model_missing_from_its_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTRIBENCH_HOME", str(tmp_path / "empty-home"))
+    missing = pytest.raises(UsageProblem, match="not in this worker's cache")
+    with using_plugins({"t": abfixture.plugin}), missing:
+        worker_context(RunRequest("core.relevance_mass", explainers=["t.grad"], num_imgs=4))
+    assert not list((tmp_path / "empty-home").glob("models/*/*.pt"))

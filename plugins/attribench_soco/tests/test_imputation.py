@@ -158,6 +158,11 @@ def test_a_chunk_must_hold_an_image():
         impute(torch.rand(2, 1, 4, 4), torch.ones(2, 4, 4, dtype=torch.bool), chunk=0)
 
 
+def test_an_empty_batch_imputes_to_an_empty_batch():
+    empty = impute(torch.rand(0, 3, 8, 8), torch.ones(0, 8, 8, dtype=torch.bool))
+    assert empty.shape == (0, 3, 8, 8)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_gives_the_cpu_values_and_noise():
     generator = torch.Generator().manual_seed(8)

@@ -354,6 +354,8 @@ def impute(
     """
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk={chunk} images; give a positive number (or None for the default).")
+    if not len(images):
+        return images.clone()  # nothing to impute
     dtype = torch.promote_types(images.dtype, torch.float32)
     masks = masks.bool()
     count = -(-len(images) // (chunk or chunk_size(images)))  # chunks of even sizes: a small one is slow
