@@ -10,6 +10,8 @@ pass and does not overwrite its input. Two common patterns break that assumption
 
 `canonical_copy` removes both on a deep copy, which also keeps the caller's model free of what the methods
 change on it (the LRP family's folded BatchNorms, Captum's hooks) and of a probe pass's BatchNorm updates.
+A method that hooks a single layer and changes no weight (Grad-CAM) needs neither the probe nor copies of
+the weights: `weight_sharing_copy`.
 """
 
 from __future__ import annotations
