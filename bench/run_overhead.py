@@ -26,7 +26,7 @@ bare side. All candidates of a model interleaved in one process, median of the r
 
 Then a breakdown of one more attribench run per explainer (the first compression), timed inside: the data
 (`Dataset.batch`: decoding a folder's images), the prediction pass (the rest of `attribute_batch`), the
-explainer call (input checks, model-state guard, method), the journal write and the merge.
+explainer call (input checks, model-state guard, method), the journal write, the merge and the rest.
 
 Explainers may carry parameters (`ig:steps=4`). Run: python bench/run_overhead.py [--model toy smerf
 resnet18] [--explainer ig smoothgrad gradcam gradient] [--n N] [--compression lzf none] [--threads 2]
@@ -188,7 +188,7 @@ def candidates(
 
 def breakdown(ctx: RunContext, folder: Path) -> dict[str, float]:
     """Seconds of one attribench run of `ctx`, split into data, prediction pass, explainer call, journal
-    write and merge (each phase timed by wrapping the function that does it)."""
+    write, merge and the rest (planning, the loop); each phase timed by wrapping the function that does it."""
     spent: dict[str, float] = defaultdict(float)
 
     def timed(phase: str, fn: Callable) -> Callable:
@@ -215,6 +215,7 @@ def breakdown(ctx: RunContext, folder: Path) -> dict[str, float]:
         runner.attribute_batch, Explainer.__call__ = originals
         del dataset.batch, store.write_batch, store.merge
     spent["prediction"] = spent.pop("batch") - spent["data"] - spent["explainer"]
+    spent["other"] = spent["total"] - sum(v for k, v in spent.items() if k != "total")  # planning, loop
     return spent
 
 
@@ -238,7 +239,7 @@ def main() -> None:
         " prediction pass ms/image | overhead vs bare + prediction |"
     )
     print("|---|---|---|---|---:|---:|---:|---:|---:|")
-    phases = ("data", "prediction", "explainer", "journal", "merge")
+    phases = ("data", "prediction", "explainer", "journal", "merge", "other")
     shares: list[str] = []
     for model in args.model:
         with tempfile.TemporaryDirectory() as tmp:
@@ -248,10 +249,10 @@ def main() -> None:
             for spec, (ctx, store) in contexts.items():
                 spent = breakdown(ctx, store)
                 cells = " | ".join(
-                    f"{spent[p] / count * 1e3:.1f} ({spent[p] / spent['total']:.0%})" for p in phases
+                    f"{spent[p] / count * 1e3:.2f} ({spent[p] / spent['total']:.0%})" for p in phases
                 )
                 total = spent["total"] / count * 1e3
-                shares.append(f"| {model} | {spec} | {args.compression[0]} | {cells} | {total:.1f} |")
+                shares.append(f"| {model} | {spec} | {args.compression[0]} | {cells} | {total:.2f} |")
         predict = times["predict"]
         for spec in args.explainer:
             bare = times[f"{spec} bare"]
