@@ -1,5 +1,6 @@
 """CAM layers on models given as TorchScript or as transformers: hook-based methods refuse TorchScript in
-one line, and Grad-CAM reads a transformer block's tokens as a feature map (`NAME:tokens`)."""
+one line, and Grad-CAM reads a transformer block's tokens as a feature map (`NAME:tokens`), refuses a layer
+that runs twice and runs a training model without touching its statistics."""
 
 from __future__ import annotations
 
@@ -103,3 +104,31 @@ def test_gradcam_refuses_a_model_whose_only_conv_is_a_patch_embedding(make, targ
         ModelError, match=r"GradCAM: the model has no convolutional feature map; pass --cam-layer"
     ):
         make("gradcam")(model, torch.rand(3, 3, 16, 16), targets)
+
+
+class TwiceConv(nn.Module):
+    """One convolution applied twice: its activation map is ambiguous."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.head = nn.Linear(3, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(torch.relu(self.conv(x))).mean(dim=(2, 3)))
+
+
+def test_gradcam_refuses_a_cam_layer_that_runs_twice(make, targets) -> None:
+    with pytest.raises(
+        UnsupportedModelError, match=r"^GradCAM: the CAM layer 'conv' runs 2 times per forward"
+    ):
+        make("gradcam")(TwiceConv().eval(), torch.rand(3, 3, 8, 8), targets)
+
+
+def test_gradcam_leaves_batchnorm_statistics_of_a_training_model_alone(make, targets) -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)
+    ).train()
+    before = model[1].running_mean.clone()
+    cam = make("gradcam").explain(model, torch.rand(3, 3, 8, 8), targets)  # no guard: the copy's own buffers
+    assert cam.abs().sum() > 0 and torch.equal(model[1].running_mean, before)

@@ -3,6 +3,9 @@ Guided Grad-CAM (Guided Backprop × Grad-CAM)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
 
@@ -10,7 +13,7 @@ from attribench_core.explainer import Explainer
 from attribench_core.model import cam_layer_path
 from attribench_methods.backprop_rules import GuidedBackprop
 from attribench_methods.common import checked_batch, quiet_captum
-from attribench_methods.model_checks import PerCall, UnsupportedModelError, canonical_copy
+from attribench_methods.model_checks import UnsupportedModelError, weight_sharing_copy
 
 
 class GradCAM(Explainer):
@@ -28,19 +31,33 @@ class GradCAM(Explainer):
     def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         inputs, targets = checked_batch(model, inputs, targets)
         path, tokens = cam_layer_path(model, method="GradCAM")
-        clone = canonical_copy(model, inputs, method="GradCAM")
+        clone = weight_sharing_copy(model, method="GradCAM")
         hooked = clone.get_submodule(path)
-        if isinstance(hooked, PerCall):
+        with counted_calls(hooked) as calls:  # the one forward pass below
+            if tokens:
+                cam = token_grad_cam(clone, hooked, path, inputs, targets)
+            else:
+                with quiet_captum():
+                    cam = LayerGradCam(clone, hooked).attribute(
+                        inputs, target=targets, relu_attributions=True
+                    )
+        if len(calls) > 1:
             raise UnsupportedModelError(
-                f"GradCAM: the CAM layer '{path}' runs {len(hooked.copies)} times per forward pass, so its "
+                f"GradCAM: the CAM layer '{path}' runs {len(calls)} times per forward pass, so its "
                 "activation map is ambiguous; declare a layer that runs once (ModelInfo.cam_layer)."
             )
-        if tokens:
-            cam = token_grad_cam(clone, hooked, path, inputs, targets)
-        else:
-            with quiet_captum():
-                cam = LayerGradCam(clone, hooked).attribute(inputs, target=targets, relu_attributions=True)
         return LayerAttribution.interpolate(cam, tuple(inputs.shape[2:]), interpolate_mode="bilinear")
+
+
+@contextmanager
+def counted_calls(module: torch.nn.Module) -> Iterator[list[None]]:
+    """A list that grows by one at every call of `module` inside the block (its hook is removed on exit)."""
+    calls: list[None] = []
+    handle = module.register_forward_pre_hook(lambda *_: calls.append(None))
+    try:
+        yield calls
+    finally:
+        handle.remove()
 
 
 def token_grad_cam(
