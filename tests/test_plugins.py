@@ -84,6 +84,7 @@ def test_core_plugin_registers_the_builtins():
         "core.relevance_mass",
         "core.relevance_rank",
         "core.pointing_game",
+        "core.local",
     }
 
 
