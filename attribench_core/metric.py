@@ -66,6 +66,11 @@ class MetricContext(Protocol):
     ) -> Iterator[tuple[Batch, Stored]]:
         """Dataset samples with their stored attributions, `batch_size` at a time."""
 
+    def stored_batches(
+        self, explainer: str, *, dataset: str | None = None, model: str | None = None, index: Any = None
+    ) -> Iterator[Stored]:
+        """The stored attributions alone, as `attribution_batches` cuts them (no images loaded)."""
+
     def map(self, work: Callable[[Any, Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         """`work(ctx, item)` for every item through the run's executor, values in item order: for per-image
         work that dominates a metric (SoCo's sweeps). `work` is a module-level function and `ctx` the

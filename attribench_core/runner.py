@@ -342,14 +342,19 @@ class RunContext:
     def attribution_batches(
         self, explainer: str, *, dataset: str | None = None, model: str | None = None, index: Any = None
     ) -> Iterator[tuple[Batch, Stored]]:
+        data = self.resources.dataset(dataset or self.dataset_name)
+        for stored in self.stored_batches(explainer, dataset=dataset, model=model, index=index):
+            yield data.batch(stored.index), stored
+
+    def stored_batches(
+        self, explainer: str, *, dataset: str | None = None, model: str | None = None, index: Any = None
+    ) -> Iterator[Stored]:
         dataset, model = dataset or self.dataset_name, model or self.model_name
         index = self.index if index is None else np.asarray(index, dtype=np.int64)
         key = self.group_key(dataset, model, self.explainers[explainer], self.metric.target)
-        data = self.resources.dataset(dataset)
         with self.store.reader(key) as reader:  # opened once: each batch is one lookup and its chunks
             for start in range(0, len(index), self.batch_size):
-                part = index[start : start + self.batch_size]
-                yield data.batch(part), reader.read(part)
+                yield reader.read(index[start : start + self.batch_size])
 
 
 @dataclass

@@ -55,11 +55,11 @@ class HandContext:
         labels = torch.ones(len(part), dtype=torch.long)
         return Batch(part, images, labels, {}, [{}] * len(part), [{}] * len(part))
 
-    def attribution_batches(self, explainer: str, **_: Any):
+    def stored_batches(self, explainer: str, **_: Any):
         for start in range(0, len(self.index), self.batch_size):
             part = self.index[start : start + self.batch_size]
             nonfinite = ~np.isfinite(self.maps[part]).all(axis=(1, 2, 3))
-            yield self.batch(part), Stored(part, self.maps[part], part * 0 + 1, part * 0 + 1, nonfinite)
+            yield Stored(part, self.maps[part], part * 0 + 1, part * 0 + 1, nonfinite)
 
     def map(self, work: Callable[[Any, Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         return (work(self, item) for item in items)

@@ -112,7 +112,7 @@ class SocoMetric(Metric):
     def works(self, ctx: MetricContext, explainer: str, transform: Transform | None) -> Iterator[SweepWork]:
         """One `SweepWork` per batch of stored attributions, reduced to SoCo's maps here on the driver; images
         with non-finite attributions are left out (counted by `evaluate`)."""
-        for _, stored in ctx.attribution_batches(explainer):
+        for stored in ctx.stored_batches(explainer):
             keep = ~np.asarray(stored.nonfinite, dtype=bool)
             if keep.any():
                 maps = saliency(torch.from_numpy(stored.attribution[keep])).numpy()
