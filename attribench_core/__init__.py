@@ -28,6 +28,10 @@ _EXPORTS = {
     "Result": "attribench_core.result",
     "Curve": "attribench_core.result",
     "Uncertainty": "attribench_core.result",
+    "mean_result": "attribench_core.result",
+    "bootstrap_ci": "attribench_core.result",
+    "bootstrap_interval": "attribench_core.result",
+    "wilson_ci": "attribench_core.result",
     "get_registry": "attribench_core.plugins",
     "AttribenchError": "attribench_core.errors",
 }

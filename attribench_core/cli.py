@@ -372,30 +372,40 @@ class RichProgress:
 def _print_outcome(outcome: Any) -> None:
     from rich.table import Table
 
+    from attribench_core.result import SMALL_N
+
     metric = plugins.get_registry().resolve("metric", outcome.metric).load()
     arrow = "higher is better" if metric.higher_is_better else "lower is better"
+    source = outcome.provenance.get("dataset_source")
     table = Table(
         title=f"{outcome.metric} ({arrow}) on {outcome.provenance['dataset']} / "
-        f"{outcome.provenance['model']}, seed {outcome.provenance['seed']}"
+        f"{outcome.provenance['model']}, seed {outcome.provenance['seed']}" + (f"\n{source}" if source else "")
     )
     for column, justify in (
         ("explainer", "left"),
         ("value", "right"),
-        ("95% CI", "right"),
+        ("95% interval", "right"),
         ("n", "right"),
         ("skipped", "right"),
     ):
         table.add_column(column, justify=justify)
+    kinds, small = set(), False
     for label, result in outcome.results.items():
         u = result.uncertainty
+        kinds |= {u.kind} if u else set()
+        small |= result.small_n and u is not None
         reasons = ", ".join(f"{k}: {v}" for k, v in result.skipped.items())
         table.add_row(
             label,
             f"{result.value:.4f}",
             f"{u.low:.4f} – {u.high:.4f}" if u else "",
-            str(result.n),
+            f"{result.n}{'*' if result.small_n and u else ''}",
             f"{result.n_skipped}" + (f" ({reasons})" if reasons else ""),
         )
+    notes = [f"interval: {', '.join(sorted(kinds))}"] if kinds else []
+    if small:
+        notes.append(f"* n < {SMALL_N}: too few images for the interval to be reliable (raise --num-imgs)")
+    table.caption = "; ".join(notes) or None
     console = _console()
     console.print(table)
     models = []

@@ -59,6 +59,7 @@ class Dataset(ABC):
     class_names: ClassVar[tuple[str, ...]]
     value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     split: str = "test"
+    source: str = ""  # what the data is, printed with every result ("bam-synth: synthetic stand-in for ...")
 
     @property
     @abstractmethod

@@ -582,8 +582,9 @@ def execute(
 
 def attribute_batch(ctx: RunContext, work: BatchWork) -> BatchOutput:
     """Explain one batch (on the context's device); a batch that runs out of device memory is split in two.
-    Each batch draws from its own generator (seed, explainer, first index): the same maps whatever worker
-    computes it, in whatever order."""
+    Each batch draws from its own generator (seed, explainer, dataset key, model weights, first index): the
+    same maps whatever worker computes it, in whatever order, and independent draws for another model or
+    another version of the images, so that a random method is a chance reference in comparisons."""
     loaded = ctx.resources.model(work.model)
     if loaded.weights_hash != work.weights_hash:
         raise UsageProblem(
@@ -599,7 +600,14 @@ def attribute_batch(ctx: RunContext, work: BatchWork) -> BatchOutput:
             prediction = loaded.module(inputs).argmax(1)
         target = prediction if work.target == "prediction" else batch.labels.to(ctx.device)
         generator = torch.Generator().manual_seed(
-            derive_seed(ctx.seed, "explainer", config.entry.qualified, int(work.index[0]))
+            derive_seed(
+                ctx.seed,
+                "explainer",
+                config.entry.qualified,
+                ctx.resources.dataset_key(work.dataset),
+                work.weights_hash,
+                int(work.index[0]),
+            )
         )
         references = _reference_images(ctx, work.dataset)
         attribution = explainer(loaded.module, inputs, target, generator=generator, references=references)
@@ -696,6 +704,7 @@ def _run(registry: Registry, request: RunRequest, executor: Executor, progress: 
         "store": str(request.store),
         "group": f"attributions/{ctx.resources.dataset_key(ctx.dataset_name)}/{loaded.key}",
         "dataset": ctx.dataset_name,
+        "dataset_source": ctx.dataset.source,
         "model": ctx.model_name,
         "num_imgs": len(ctx.index),
         "device": request.device,
