@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,27 @@ from attribench_core.cache import atomic_path
 from attribench_core.dataset import Dataset
 from attribench_core.model import Recipe
 from attribench_core.progress import Progress
+
+
+TRAINING_THREADS = 1  # CPU training's intra-op threads, fixed: reductions split by thread count round differently
+
+
+@contextmanager
+def fixed_threads(device: str, threads: int = TRAINING_THREADS) -> Iterator[None]:
+    """Run the block with `threads` intra-op CPU threads (on a CPU device), then restore the count.
+
+    SGD amplifies rounding: with 1 and with 2 threads, the same seed trained different weights (and a BAM
+    scene model needed a second attempt at one count and not the other). Fixing the count makes trained
+    weights a function of (seed, data, code, CPU instruction set) alone, whatever the machine's cores."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def fit_classifier(

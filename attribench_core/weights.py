@@ -28,6 +28,7 @@ from attribench_core.model import Model, ModelInfo, Verification, attach_info
 from attribench_core.progress import Progress, no_progress
 from attribench_core.seeding import derive_seed
 from attribench_core.store import short_hash
+from attribench_core.training import TRAINING_THREADS, fixed_threads
 
 
 @dataclass
@@ -167,6 +168,7 @@ def _from_cache_or_training(
             "data": data_key,
             "seed": seed,
             "torch": ".".join(torch.__version__.split(".")[:2]),
+            "training_threads": TRAINING_THREADS,
         },
         16,
     )
@@ -222,16 +224,17 @@ def _train(
             checkpoint.unlink(missing_ok=True)
         torch.manual_seed(derive_seed(seed, "init", name, attempt))
         module = model.build(test_set.num_classes, test_set.image_shape)
-        model.fit(
-            module,
-            train_set,
-            validation=test_set,
-            seed=derive_seed(seed, "train", name, attempt),
-            device=device,
-            checkpoint=checkpoint,
-            progress=progress,
-        )
-        verification = model.verify(module, test_set, device=device)
+        with fixed_threads(device):
+            model.fit(
+                module,
+                train_set,
+                validation=test_set,
+                seed=derive_seed(seed, "train", name, attempt),
+                device=device,
+                checkpoint=checkpoint,
+                progress=progress,
+            )
+            verification = model.verify(module, test_set, device=device)
         checkpoint.unlink(missing_ok=True)
         if verification.passed:
             break

@@ -41,6 +41,23 @@ def test_trained_weights_are_cached_and_verified():
     assert again.module.attribench_info.cam_layer == "features.3"
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_trained_weights_do_not_depend_on_the_callers_thread_count(threads, monkeypatch, tmp_path):
+    """CPU training runs with a fixed thread count: with 1 and 2 threads the same seed trained different
+    core.toy_cnn weights before, since reductions split by thread count round differently."""
+    reference = _obtain().weights_hash
+    monkeypatch.setenv("ATTRIBENCH_HOME", str(tmp_path))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        trained = _obtain()
+        assert torch.get_num_threads() == threads  # the caller's count is restored
+    finally:
+        torch.set_num_threads(before)
+    assert trained.source == "trained"
+    assert trained.weights_hash == reference
+
+
 def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path):
     data = make_toy("train", seed=0, size=256)
     recipe = Recipe(epochs=3, batch_size=64, lr=3e-3)
