@@ -32,6 +32,7 @@ _EXPORTS = {
     "bootstrap_ci": "attribench_core.result",
     "bootstrap_interval": "attribench_core.result",
     "wilson_ci": "attribench_core.result",
+    "mean_of_rates_ci": "attribench_core.result",
     "get_registry": "attribench_core.plugins",
     "AttribenchError": "attribench_core.errors",
 }

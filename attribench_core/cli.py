@@ -376,11 +376,12 @@ def _print_outcome(outcome: Any) -> None:
 
     metric = plugins.get_registry().resolve("metric", outcome.metric).load()
     arrow = "higher is better" if metric.higher_is_better else "lower is better"
-    source = outcome.provenance.get("dataset_source")
-    table = Table(
-        title=f"{outcome.metric} ({arrow}) on {outcome.provenance['dataset']} / "
-        f"{outcome.provenance['model']}, seed {outcome.provenance['seed']}" + (f"\n{source}" if source else "")
+    title = (
+        f"{outcome.metric} ({arrow}) on {outcome.provenance['dataset']} / "
+        f"{outcome.provenance['model']}, seed {outcome.provenance['seed']}"
     )
+    source = outcome.provenance.get("dataset_source")
+    table = Table(title=f"{title}\n{source}" if source else title)
     for column, justify in (
         ("explainer", "left"),
         ("value", "right"),

@@ -1,7 +1,7 @@
 """A metric's result for one explainer: headline value, named sub-values, curves, per-sample values,
 uncertainty and skipped counts. `to_json()` is the `results[]` item of the `--json` contract (core.md §5).
 
-Intervals (docs/metrics.md, "Uncertainty"): a percentile bootstrap of the mean for continuous scores
+Intervals (docs/core.md, "Uncertainty"): a percentile bootstrap of the mean for continuous scores
 (`bootstrap_ci`), of any statistic, also within strata (`bootstrap_interval`), and Wilson's score interval
 for rates (`wilson_ci`), which stays informative at 0/N and N/N where the bootstrap collapses to a point.
 Below `SMALL_N` evaluated samples an interval is flagged as unreliable (`small_n` in JSON, `*` in tables).
@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-
 SMALL_N = 30  # below this many evaluated samples an interval is too unreliable to read as 95 %
 
 
 @dataclass
 class Uncertainty:
-    """An interval and what it is: `bootstrap_ci95`, `stratified_bootstrap_ci95`, `wilson_ci95`, or a
+    """An interval and what it is: `bootstrap_ci95`, `stratified_bootstrap_ci95`, `wilson_ci95`,
+    `mover_wilson_ci95`, or a
     descriptive spread that is not a confidence interval (`range_over_random_sets`)."""
 
     kind: str
@@ -148,7 +148,26 @@ def wilson_ci(successes: int, n: int, *, level: float = 0.95) -> Uncertainty:
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return Uncertainty(f"wilson_ci{round(level * 100)}", float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+    low, high = max(0.0, centre - half), min(1.0, centre + half)
+    return Uncertainty(f"wilson_ci{round(level * 100)}", float(low), float(high))
+
+
+def mean_of_rates_ci(successes: np.ndarray, trials: np.ndarray, *, level: float = 0.95) -> Uncertainty:
+    """Interval of the unweighted mean of several rates (one per category): Wilson's interval of each rate,
+    combined by MOVER (Zou & Donner 2008): low = m − √Σ((pᵢ − lᵢ)/K)², high = m + √Σ((uᵢ − pᵢ)/K)². With one
+    rate it is Wilson's; like it, it keeps its width when every category is all hits or all misses."""
+    successes, trials = np.asarray(successes), np.asarray(trials)
+    rates = successes / trials
+    bounds = np.array(
+        [
+            [u.low, u.high]
+            for u in (wilson_ci(int(k), int(n), level=level) for k, n in zip(successes, trials, strict=True))
+        ]
+    )
+    k, mean = len(rates), float(rates.mean())
+    low = mean - float(np.sqrt((((rates - bounds[:, 0]) / k) ** 2).sum()))
+    high = mean + float(np.sqrt((((bounds[:, 1] - rates) / k) ** 2).sum()))
+    return Uncertainty(f"mover_wilson_ci{round(level * 100)}", max(0.0, low), min(1.0, high))
 
 
 def mean_result(

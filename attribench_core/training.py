@@ -15,8 +15,7 @@ from attribench_core.dataset import Dataset
 from attribench_core.model import Recipe
 from attribench_core.progress import Progress
 
-
-TRAINING_THREADS = 1  # CPU training's intra-op threads, fixed: reductions split by thread count round differently
+TRAINING_THREADS = 1  # CPU training's intra-op threads: fixed, as reductions split by threads round apart
 
 
 @contextmanager

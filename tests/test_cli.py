@@ -71,7 +71,8 @@ def test_run_json_contract_and_second_run_reads_the_store(test_plugins):
     by_name = {r["explainer"]: r for r in payload["results"]}
     assert set(by_name) == {"t.grad", "t.noise"}
     grad, noise = by_name["t.grad"], by_name["t.noise"]
-    assert set(grad) == {"explainer", "value", "values", "uncertainty", "n", "n_skipped", "skipped_reasons"}
+    keys = {"explainer", "value", "values", "uncertainty", "n", "small_n", "n_skipped", "skipped_reasons"}
+    assert set(grad) == keys
     assert grad["n"] == 24 and grad["n_skipped"] == 0
     assert grad["uncertainty"]["kind"] == "bootstrap_ci95"
     assert grad["uncertainty"]["low"] <= grad["value"] <= grad["uncertainty"]["high"]
@@ -118,7 +119,7 @@ def test_seed_changes_the_sampled_images_and_the_noise(test_plugins):
 
 def test_metric_options_are_passed_and_checked(test_plugins):
     ok = invoke("run", "core.pointing_game", "-e", "t.grad", "--num-imgs", "8", "--tolerance", "3", "--json")
-    assert json.loads(ok.stdout)["options"] == {"reduction": "positive", "tolerance": 3}
+    assert json.loads(ok.stdout)["options"] == {"reduction": "positive", "tolerance": 3, "average": "images"}
     bad = invoke("run", "core.pointing_game", "-e", "t.grad", "--tolerence", "3")
     assert bad.exit_code == 2
     assert "Unknown option 'tolerence' for core.pointing_game. Did you mean tolerance?" in bad.output

@@ -1,10 +1,17 @@
 """Localisation maths against hand-computed cases and a plain numpy reference."""
 
+import types
+
 import numpy as np
 import pytest
 import torch
 
 from attribench_core.builtin import localisation as loc
+from attribench_core.builtin.toy import make_toy
+from attribench_core.explainer import Explainer
+from attribench_core.hookspecs import hookimpl
+from attribench_core.runner import RunRequest, run
+from attribench_core.testing import plugin_registry
 
 MAP = torch.tensor([[[0.0, 1.0, 2.0], [3.0, 4.0, 0.0], [0.0, 0.0, 2.0]]])  # total 12
 MASK = torch.tensor([[[False, True, True], [False, True, False], [False, False, False]]])  # 1 + 2 + 4 = 7
@@ -40,6 +47,7 @@ def test_to_map_reductions():
     assert loc.to_map(a, "positive").tolist() == [[[1.0, 4.0]]]
     assert loc.to_map(a, "absolute").tolist() == [[[4.0, 6.0]]]
     assert loc.to_map(a, "signed").tolist() == [[[-2.0, 2.0]]]
+    assert loc.to_map(a, "pooled_positive").tolist() == [[[0.0, 2.0]]]  # sum over channels, then clamp
     with pytest.raises(ValueError, match="Unknown reduction"):
         loc.to_map(a, "max")
 
@@ -65,3 +73,58 @@ def test_batched_functions_match_a_per_sample_numpy_reference():
     np.testing.assert_allclose(loc.relevance_mass(m, g).numpy(), mass, rtol=1e-5)
     np.testing.assert_allclose(loc.relevance_rank(m, g).numpy(), rank, rtol=1e-6)
     np.testing.assert_array_equal(loc.pointing_game(m, g).numpy(), point)
+
+
+def test_mean_over_categories_weighs_each_category_the_same():
+    hits = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 1.0])
+    labels = np.array([0, 0, 0, 0, 1, 1])  # category 0: 3/4, category 1: 1/2
+    assert loc.mean_over_categories(hits, labels) == pytest.approx((3 / 4 + 1 / 2) / 2)
+
+
+class SilentOnClassZero(Explainer):
+    """The input gradient, but an all-zero map for images whose target is class 0."""
+
+    def explain(self, model, inputs, targets):
+        x = inputs.clone().requires_grad_(True)
+        grad = torch.autograd.grad(model(x).gather(1, targets[:, None]).sum(), x)[0]
+        return grad * (targets != 0)[:, None, None, None]
+
+
+@hookimpl
+def register_explainers(register):
+    register("silent", f"{__name__}:SilentOnClassZero", description="gradient, abstaining on class 0")
+
+
+PLUGIN = types.SimpleNamespace(register_explainers=register_explainers)
+
+
+def _run(tmp_path, metric: str, **options):
+    request = RunRequest(metric, ("test.silent",), num_imgs=24, store=tmp_path / "s.h5", options=options)
+    return run(plugin_registry({"test": PLUGIN}), request).results["test.silent"]
+
+
+def test_all_zero_maps_score_zero_and_are_counted(tmp_path):
+    """Abstaining earns nothing: an all-zero map scores 0 (it was skipped before), and the mean over the
+    other maps is kept beside the headline."""
+    result = _run(tmp_path, "core.relevance_mass")
+    labels = make_toy("test", seed=0).labels[result.index]
+    silent = labels == 0
+    assert 0 < silent.sum() < len(labels) and result.n == 24 and not result.skipped
+    assert result.values["all_zero_maps"] == silent.sum()
+    scores = result.per_sample["relevance_mass"]
+    assert (scores[silent] == 0).all() and result.value == pytest.approx(scores.mean())
+    assert result.values["relevance_mass_excluding_all_zero"] == pytest.approx(scores[~silent].mean())
+
+
+def test_pointing_game_over_categories_is_zhangs_average(tmp_path):
+    by_image = _run(tmp_path, "core.pointing_game")
+    assert by_image.uncertainty.kind == "wilson_ci95"
+    result = _run(tmp_path, "core.pointing_game", average="categories")
+    labels = make_toy("test", seed=0).labels[result.index]
+    hits = result.per_sample["pointing_game"]
+    per_category = [hits[labels == c].mean() for c in np.unique(labels)]
+    assert result.value == pytest.approx(np.mean(per_category))
+    assert result.values["pointing_game_over_images"] == pytest.approx(hits.mean()) == by_image.value
+    assert result.values["categories"] == len(per_category)
+    assert result.uncertainty.kind == "mover_wilson_ci95"
+    assert result.uncertainty.low <= result.value <= result.uncertainty.high

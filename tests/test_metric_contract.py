@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import types
+from dataclasses import replace
+from typing import ClassVar
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from attribench_core.builtin.toy import ToyCNN
 from attribench_core.cli import cli
 from attribench_core.explainer import Explainer
 from attribench_core.hookspecs import hookimpl
-from attribench_core.metric import Metric
+from attribench_core.metric import AttributionRequest, Metric
 from attribench_core.result import Curve, Result
 from attribench_core.runner import RunRequest, run
 from attribench_core.testing import plugin_registry, using_plugins
@@ -73,3 +76,68 @@ def test_the_cli_runs_the_default_explainers_when_none_is_named():
         done = CliRunner().invoke(cli, ["run", "test.with_defaults", "--json"])
     assert done.exit_code == 0, done.output
     assert [r["explainer"] for r in json.loads(done.stdout)["results"]] == ["test.zeros", "synthetic:check"]
+
+
+class OtherToyCNN(ToyCNN):
+    recipe = replace(ToyCNN.recipe, lr=2e-3)  # other weights, same architecture
+
+
+class NoiseAcrossPairs(Metric):
+    """Stores the maps of one explainer on the same images for three (dataset, model) pairs."""
+
+    higher_is_better = True
+    category = "sanity"
+    dataset, model = "core.toy", "core.toy_cnn"
+    num_imgs = 4
+    pairs = (("core.toy", "core.toy_cnn"), ("core.toy", "test.other_cnn"), ("test.toy_again", "core.toy_cnn"))
+
+    def requests(self, ctx):
+        index = tuple(map(int, ctx.index))
+        return [AttributionRequest(d, m, index) for d, m in self.pairs]
+
+    maps: ClassVar[list[np.ndarray]] = []
+
+    def compute(self, ctx, explainer):
+        NoiseAcrossPairs.maps = [
+            np.concatenate([s.attribution for s in ctx.stored_batches(explainer, dataset=d, model=m)])
+            for d, m in self.pairs
+        ]
+        return Result(value=0.0, n=len(ctx.index))
+
+
+@hookimpl
+def register_datasets(register):
+    register("toy_again", "attribench_core.builtin.toy:make_toy", description="core.toy under another name")
+
+
+@hookimpl
+def register_models(register):
+    register("other_cnn", f"{__name__}:OtherToyCNN", description="core.toy_cnn trained with another lr")
+
+
+@hookimpl(specname="register_metrics")
+def register_noise_metric(register):
+    register("noise", f"{__name__}:NoiseAcrossPairs", description="one explainer's maps on three pairs")
+
+
+NOISE = types.SimpleNamespace(
+    register_datasets=register_datasets,
+    register_models=register_models,
+    register_metrics=register_noise_metric,
+)
+
+
+def test_a_random_explainer_draws_anew_for_each_model_and_each_version_of_the_images(tmp_path):
+    """A random baseline is a chance reference only if the two sides of a comparison get independent maps:
+    drawn from (seed, batch) alone, BAM's MCS of Random was exactly 0 and its IIR 1.0."""
+    import abfixture.plugin
+
+    registry = plugin_registry({"test": NOISE, "t": abfixture.plugin})
+    run(registry, RunRequest("test.noise", ["t.noise"], store=tmp_path / "s.h5"))
+    first = NoiseAcrossPairs.maps
+    assert not np.array_equal(first[0], first[1])  # another model
+    assert not np.array_equal(first[0], first[2])  # another version of the same images
+    run(registry, RunRequest("test.noise", ["t.noise"], store=tmp_path / "again.h5"))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(first, NoiseAcrossPairs.maps, strict=True)
+    )  # same seed, same maps

@@ -6,13 +6,18 @@ These are the ground-truth metrics of the literature: relevance mass and relevan
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-REDUCTIONS = ("positive", "absolute", "signed")
+REDUCTIONS = ("positive", "pooled_positive", "absolute", "signed")
 
 
 def to_map(attribution: torch.Tensor, reduction: str = "positive") -> torch.Tensor:
-    """`[B,C,H,W]` -> `[B,H,W]`: channels summed after keeping the positive part, |a| or a."""
+    """`[B,C,H,W]` -> `[B,H,W]`. The two readings of "positive relevance" differ where channels disagree in
+    sign: `positive` keeps each channel's positive part, then sums; `pooled_positive` sums the channels,
+    then keeps the positive part. `absolute` sums |a|, `signed` sums a."""
+    if reduction == "pooled_positive":
+        return attribution.sum(dim=1).clamp(min=0)
     if reduction == "positive":
         attribution = attribution.clamp(min=0)
     elif reduction == "absolute":
@@ -57,3 +62,9 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor, tolerance: int = 0) -
     peak = maps.flatten(1).argmax(1)
     hit = masks.flatten(1).gather(1, peak[:, None])[:, 0].float()
     return torch.where(masks.flatten(1).any(1), hit, torch.full_like(hit, float("nan")))
+
+
+def mean_over_categories(values: np.ndarray, categories: np.ndarray) -> float:
+    """The mean of each category's mean score, as Zhang et al. 2018 average the pointing game: every
+    category weighs the same however many images it has."""
+    return float(np.mean([values[categories == c].mean() for c in np.unique(categories)]))
