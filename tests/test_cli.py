@@ -83,8 +83,12 @@ def test_run_json_contract_and_second_run_reads_the_store(test_plugins):
 
     second = invoke(*args)
     assert json.loads(second.stdout)["results"] == payload["results"]
+    assert payload["provenance"]["dataset_source"].startswith("core.toy: generated")
     table = invoke(*args[:-3])
     assert "0 attributions computed" in table.output
+    assert "core.toy: generated" in table.output  # the data's source under the title
+    assert "24*" in table.output and "n < 30" in table.output  # too few images for the interval: said so
+    assert "interval: bootstrap_ci95" in table.output
 
 
 def test_a_failing_explainer_is_reported_and_the_others_go_on(test_plugins):

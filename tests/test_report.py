@@ -145,7 +145,10 @@ def test_leaderboards_rank_in_each_metrics_direction(store):
         assert values == sorted(values, reverse=board.higher_is_better), metric
         assert [r[0] for r in ranked] == [1, 2, 3]  # three different values
         assert table[-1][:3] == [None, "t.broken", None]  # failed: listed last, unranked
-        assert ranked[0][3].count("–") == 1 and ranked[0][4] == "bootstrap_ci95" and ranked[0][5] == 12
+        assert ranked[0][3].count("–") == 1 and ranked[0][4] == "bootstrap_ci95"
+        assert ranked[0][5] == "12*"  # fewer than 30 images: flagged
+        assert board.source.startswith("core.toy: generated")
+        assert "Data: core.toy: generated" in leaderboard.section(board).text
     assert boards["core.relevance_mass"].higher_is_better is True
     assert boards["x.outside"].higher_is_better is False
     assert (

@@ -27,6 +27,7 @@ ROLES = {"primary": ("object",), "secondary": ("distractor",)}
 class ToyDataset(ArrayDataset):
     num_classes = 4
     class_names = ("red", "green", "blue", "yellow")
+    source = "core.toy: generated 32×32 images, a test fixture rather than a benchmark"
 
 
 COLOURS = np.array([[0.9, 0.15, 0.15], [0.15, 0.9, 0.15], [0.15, 0.15, 0.9], [0.9, 0.9, 0.15]], np.float32)

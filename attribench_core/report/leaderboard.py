@@ -45,6 +45,7 @@ class Board:
     higher_is_better: bool | None
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
+    source: str = ""  # the dataset's account of what the data is (provenance `dataset_source`)
     name: str = ""  # set by `boards`: the metric, plus what tells it apart from the metric's other boards
 
     def explainer_values(self) -> dict[str, float]:
@@ -77,6 +78,7 @@ def boards(report: ReportInput) -> list[Board]:
         if key not in found:
             found[key] = Board(run.metric, run.options, key[2], key[3], report.higher_is_better(run.metric))
         found[key].results.update(run.results)
+        found[key].source = provenance.get("dataset_source") or found[key].source
         found[key].run_ids.append(run.run_id)
     ordered = sorted(found.values(), key=lambda b: (b.metric, json.dumps(b.options, sort_keys=True)))
     for board in ordered:
@@ -119,7 +121,7 @@ def rows(board: Board) -> list[list[Any]]:
                 result.get("value"),
                 span,
                 kind,
-                result.get("n"),
+                f"{result.get('n')}*" if result.get("small_n") else result.get("n"),
                 result.get("n_skipped"),
             ]
         )
@@ -166,9 +168,12 @@ def section(board: Board, groups: Sequence[dict[str, Any]] = ()) -> Section:
         f"{board.metric}{where} (options: {options}); newest result per method over "
         f"{len(board.run_ids)} run(s). {_direction(board)}"
     )
+    if board.source:
+        text += f" Data: {board.source}."
     caption = (
         "Rows without a rank: a method without a value (its run failed), a metric whose direction is "
-        "unknown, or a reference row that is not an explainer."
+        "unknown, or a reference row that is not an explainer. n*: fewer than 30 images, too few for the "
+        "interval to be reliable."
     )
     blocks: list[Block] = [Table(board.name, COLUMNS, table_rows, caption)]
     plotted = [r for r in table_rows if finite(r[2]) is not None]
