@@ -2,6 +2,7 @@
 metric through the CLI, the store, and `attribench smerf reproduce`."""
 
 import json
+import types
 
 import pytest
 from attribench_smerf import models, reproduction
@@ -9,6 +10,8 @@ from attribench_smerf.reproduction import LRP_EPSILON
 from click.testing import CliRunner
 
 from attribench_core.cli import cli
+from attribench_core.explainer import Explainer
+from attribench_core.hookspecs import hookimpl
 from attribench_core.testing import using_plugins
 
 pytest.importorskip("attribench_methods")
@@ -38,6 +41,39 @@ def test_afl_on_two_settings_per_bucket_and_a_rerun_reads_the_store(tiny_study):
         assert 0 <= row["values"]["pafl_simple_min"] <= row["value"] <= 1
     second = CliRunner().invoke(cli, [*args, "--num-imgs", "2"])
     assert "; 0 attributions computed" in " ".join(second.output.split())
+
+
+class Zeros(Explainer):
+    """Abstains everywhere: an all-zero, hence constant, map."""
+
+    def explain(self, model, inputs, targets):
+        return inputs * 0
+
+
+@hookimpl
+def register_explainers(register):
+    register("zeros", f"{__name__}:Zeros", description="all-zero maps")
+
+
+def test_constant_maps_are_skipped_as_such_and_missing_primaries_as_such(tiny_study):
+    """A constant map has no AFL (min-max divides 0 by 0): it is skipped as a constant map, not for a
+    missing primary object, which only the buckets without one give (Simple-FR 1–6: no Box1)."""
+    plugin = types.SimpleNamespace(register_explainers=register_explainers)
+    with using_plugins({"test": plugin}, entrypoints=True):
+        args = ["run", "smerf.afl", "--setting", "simple", "--preset", "tiny", "--num-imgs", "2", "--json"]
+        result = CliRunner().invoke(
+            cli, [*args, "--postprocess", "uniform", "-e", "test.zeros", "-e", "edge"]
+        )
+    assert result.exit_code == 0, result.output
+    rows = {r["explainer"]: r for r in json.loads(result.stdout)["results"]}
+    zeros, edge = rows["test.zeros"], rows["methods.edge"]
+    # nothing scored: 2 images in each of Simple-FR's 12 buckets and Simple-NR's 8 (those with text)
+    assert zeros["n_skipped"] == 40 and zeros["n"] == 0
+    assert zeros["skipped_reasons"] == {
+        "no primary object (pafl undefined)": 12,  # Simple-FR's 6 buckets without Box1
+        "constant map (pafl undefined)": 28,
+    }
+    assert edge["skipped_reasons"] == {"no primary object (pafl undefined)": 12}
 
 
 def test_reproduce_prints_the_table_beside_the_paper(tiny_study, monkeypatch, tmp_path):
