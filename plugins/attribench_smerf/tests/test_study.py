@@ -30,7 +30,9 @@ def test_afl_on_two_settings_per_bucket_and_a_rerun_reads_the_store(tiny_study):
     args = ["run", "smerf.afl", "--setting", "simple", "--preset", "tiny", "-e", "edge", "-e", "random"]
     first = CliRunner().invoke(cli, [*args, "--num-imgs", "2", "--json"])
     assert first.exit_code == 0, first.output
-    rows = {r["explainer"]: r for r in json.loads(first.stdout)["results"]}
+    payload = json.loads(first.stdout)
+    assert payload["provenance"]["dataset_source"].startswith("smerf: TextBox images generated here after")
+    rows = {r["explainer"]: r for r in payload["results"]}
     edge = rows["methods.edge"]
     # simple_fr and simple_nr, 2 of the 4 test images of every bucket; buckets without a primary object
     # (no PAFL) are counted as skipped
