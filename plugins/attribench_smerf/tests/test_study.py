@@ -113,6 +113,9 @@ def test_report_checks_the_papers_findings_by_hand():
     results = [{"explainer": f"methods.{n}", "values": v} for n, v in good.items()]
     text = reproduction.report(results)
     assert "| IG | 0.60 (0.40) | 0.67 (0.46) | 0.30 (0.05) | 0.52 (0.06) |" in text
+    with_interval = {**good["ig"], "pafl_complex_min_low": 0.012, "pafl_complex_min_high": 0.054}
+    one = reproduction.report([{"explainer": "methods.ig", "values": with_interval}])
+    assert "| IG | 0.60 (0.40) | 0.67 (0.46) | 0.30 (0.05 [0.01, 0.05]) | 0.52 (0.06) |" in one
     assert "| Gradient | – | 0.23 (0.14) | – | 0.18 (0.01) |" in text  # not run
     assert "does NOT hold" not in text
     good["ig"] = _values(0.45, 0.3, 0.5, 0.2)  # below 0.5 in simple, a complex bucket well explained
