@@ -256,20 +256,18 @@ def bucket_interval(
     labels: np.ndarray,
     reduce: Callable[[np.ndarray], float],
     rng: np.random.Generator,
-    resamples: int = 1000,
 ) -> Uncertainty:
     """95 % interval of `reduce` over bucket means by the stratified bootstrap: each resample draws, within
     every bucket, as many images as it holds (with replacement), so every bucket keeps its weight and only
     the image noise of its mean varies. NaN values (undefined samples) are left out first, as in
     `bucket_table`. The minimum of noisy means is biased low, and its percentile interval inherits that
-    bias (it sits mostly below the point estimate); read its upper end as "the worst bucket is at most"."""
+    bias (it sits mostly below the point estimate and can exclude it); its upper end is the informative
+    one."""
     values, labels = np.asarray(values, dtype=np.float64), np.asarray(labels)
     ok = ~np.isnan(values)
     if not ok.any():
         return Uncertainty("stratified_bootstrap_ci95", NAN, NAN)
-    return bootstrap_interval(
-        over_buckets(values[ok], labels[ok], reduce), labels[ok], rng, resamples=resamples
-    )
+    return bootstrap_interval(over_buckets(values[ok], labels[ok], reduce), labels[ok], rng)
 
 
 def _summary(means: list[float]) -> dict[str, float]:
