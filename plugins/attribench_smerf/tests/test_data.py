@@ -231,6 +231,14 @@ def test_registration_factories_fix_the_setting():
         assert data.setting == setting and data.split == "test"
 
 
+def test_source_says_what_the_data_is():
+    data = make_textbox("test", 0, "complex_cr1", preset="tiny", background="noise")
+    assert data.source == (
+        "smerf: TextBox images generated here after Kim, Plumb & Talwalkar 2022 (SMERF; our text rendering, "
+        "tiny preset, noise background), not the paper's files"
+    )
+
+
 def arrays(data) -> list[np.ndarray]:
     return [data.images, data.labels, data.buckets, data.boxes, *data.regions.values()]
 

@@ -264,21 +264,87 @@ def test_per_setting_and_simple_vs_complex():
     ) == pytest.approx((0.25, 0.1, 3))
 
 
-def test_success_fraction_and_wrong_focus():
+Z2 = 1.959963984540054**2  # the normal 97.5 % quantile, squared
+
+
+def test_success_fraction_and_wrong_focus_with_wilson_intervals():
+    # Wilson at 0/n: [0, z²/(n + z²)]; at n/n: [n/(n + z²), 1]; at 1/2: centre 1/2, half-width
+    # z/(1 + z²/2)·sqrt(1/8 + z²/16)
     success = fn.success_fraction(P_TABLE, S_TABLE)
-    assert success["simple_fr"] == {"fraction": 0.0, "successes": 0, "buckets": 1}  # 0.5 is not > 0.5
-    assert success["simple_nr"] == {"fraction": 1.0, "successes": 1, "buckets": 1}
-    assert success["complex_cr1"] == {"fraction": 0.0, "successes": 0, "buckets": 2}
-    assert success["complex_fr"]["buckets"] == 0 and math.isnan(success["complex_fr"]["fraction"])
+    assert success["simple_fr"] == pytest.approx(  # 0.5 is not > 0.5
+        {"fraction": 0.0, "low": 0.0, "high": Z2 / (1 + Z2), "successes": 0, "buckets": 1}
+    )
+    assert success["simple_nr"] == pytest.approx(
+        {"fraction": 1.0, "low": 1 / (1 + Z2), "high": 1.0, "successes": 1, "buckets": 1}
+    )
+    assert success["complex_cr1"] == pytest.approx(
+        {"fraction": 0.0, "low": 0.0, "high": Z2 / (2 + Z2), "successes": 0, "buckets": 2}
+    )
+    none = success["complex_fr"]
+    assert none["buckets"] == 0 and all(math.isnan(none[k]) for k in ("fraction", "low", "high"))
     wrong = fn.wrong_focus(P_TABLE, S_TABLE)
-    assert wrong["simple_fr"] == {"failures": 0, "buckets": 1, "failed": False}
-    assert wrong["complex_cr1"] == {
-        "failures": 1,
-        "buckets": 2,
-        "failed": False,
-    }  # half is not more than half
-    assert wrong["complex_cr2"] == {"failures": 1, "buckets": 1, "failed": True}
-    assert wrong["complex_fr"] == {"failures": 0, "buckets": 0, "failed": False}
+    assert wrong["simple_fr"] == pytest.approx(
+        {"failures": 0, "buckets": 1, "failed": False, "fraction": 0.0, "low": 0.0, "high": Z2 / (1 + Z2)}
+    )
+    half = math.sqrt(Z2) / (1 + Z2 / 2) * math.sqrt(1 / 8 + Z2 / 16)
+    assert wrong["complex_cr1"] == pytest.approx(  # half is not more than half
+        {"failures": 1, "buckets": 2, "failed": False, "fraction": 0.5, "low": 0.5 - half, "high": 0.5 + half}
+    )
+    assert wrong["complex_cr2"] == pytest.approx(
+        {"failures": 1, "buckets": 1, "failed": True, "fraction": 1.0, "low": 1 / (1 + Z2), "high": 1.0}
+    )
+    assert wrong["complex_fr"]["buckets"] == 0 and math.isnan(wrong["complex_fr"]["fraction"])
+
+
+def test_bucket_statistics_at_the_full_index_are_the_point_estimates():
+    values = np.array([0.8, 0.6, 0.2, 0.4, 0.9])
+    labels = fn.bucket_labels(np.array([7, 7, 10, 10, 7]), ["simple_fr"] * 4 + ["simple_nr"])
+    assert labels.tolist() == ["simple_fr/b7"] * 2 + ["simple_fr/b10"] * 2 + ["simple_nr/b7"]
+    everything = np.arange(5)
+    assert fn.over_buckets(values, labels, np.mean)(everything) == pytest.approx((0.7 + 0.3 + 0.9) / 3)
+    assert fn.over_buckets(values, labels, np.min)(everything) == pytest.approx(0.3)
+    assert fn.over_buckets(values, labels, np.min)(np.array([0, 0, 4])) == pytest.approx(0.8)  # b10 unseen
+
+
+def test_bucket_interval_resamples_images_within_buckets():
+    # bucket A [0.2, 0.2] always has mean 0.2; B [0.6, 1.0] has resampled means 0.6, 0.8, 1.0 with
+    # probabilities 1/4, 1/2, 1/4: the mean over buckets is 0.4, 0.5 or 0.6, each end with probability
+    # 1/4, so its 95 % interval is exactly [0.4, 0.6]; the minimum over buckets is always A's 0.2. Pooling
+    # the four images instead gives resampled means from 0.2 to 1.0 (e.g. 0.2 with probability 1/16).
+    values = np.array([0.2, 0.2, 0.6, 1.0, NAN])  # the NaN (undefined) sample is left out
+    labels = fn.bucket_labels(np.array([1, 1, 2, 2, 2]), "simple_fr")
+    mean = fn.bucket_interval(values, labels, np.mean, np.random.default_rng(0))
+    assert (mean.kind, mean.low, mean.high) == (
+        "stratified_bootstrap_ci95",
+        pytest.approx(0.4),
+        pytest.approx(0.6),
+    )
+    low = fn.bucket_interval(values, labels, np.min, np.random.default_rng(0))
+    assert (low.low, low.high) == pytest.approx((0.2, 0.2))
+    # the minimum's interval: A [0.1, 0.5] resamples to 0.1, 0.3, 0.5 (1/4, 1/2, 1/4), B stays 0.4, so the
+    # minimum is 0.1, 0.3 or 0.4: the interval [0.1, 0.4] around the point estimate 0.3
+    values = np.array([0.1, 0.5, 0.4, 0.4])
+    low = fn.bucket_interval(values, fn.bucket_labels(np.array([1, 1, 2, 2]), "simple_fr"), np.min,
+                             np.random.default_rng(1))  # fmt: skip
+    assert (low.low, low.high) == pytest.approx((0.1, 0.4))
+    nothing = fn.bucket_interval(np.array([NAN]), labels[:1], np.mean, np.random.default_rng(0))
+    assert math.isnan(nothing.low) and math.isnan(nothing.high)
+
+
+def test_constant_maps_and_the_reasons_for_undefined_scores():
+    maps = torch.zeros(4, 3, 3)
+    maps[1] = 0.7  # constant but not zero
+    maps[2, 0, 0] = 1.0  # not constant
+    maps[3, 2, 2] = -1e-9
+    assert fn.constant(maps).tolist() == [True, True, False, False]
+    values = np.array([NAN, NAN, NAN, 0.5, NAN])
+    has_primary = np.array([True, False, True, True, False])
+    is_constant = np.array([True, True, True, False, False])
+    assert fn.undefined_reasons(values, has_primary, is_constant, "pafl") == {
+        "no primary object (pafl undefined)": 2,  # samples 1 and 4, constant or not
+        "constant map (pafl undefined)": 2,  # samples 0 and 2
+    }
+    assert fn.undefined_reasons(np.array([0.1]), np.array([True]), np.array([True]), "pafl") == {}
 
 
 def test_saturation_groups_buckets_by_object_count():

@@ -56,7 +56,8 @@ def test_aggregation_gives_the_papers_summaries():
     secondary = np.array([0.1, 0.1, 0.5, 0.7, 0.05, 0.05, 0.3, 0.3])
     buckets = np.array([7, 7, 10, 10, 7, 7, 1, 1])
     settings = ["simple_fr"] * 4 + ["simple_nr"] * 4
-    result = AFL().aggregate(primary, secondary, buckets, settings, np.arange(8), Counter(),
+    skipped = Counter({"no primary object (pafl undefined)": 2})  # counted by `compute`
+    result = AFL().aggregate(primary, secondary, buckets, settings, np.arange(8), skipped,
                              np.random.default_rng(0))  # fmt: skip
     v = result.values
     # bucket means of PAFL: simple_fr 7 -> 0.7, 10 -> 0.3; simple_nr 7 -> 0.8 (bucket 1 undefined)
@@ -65,11 +66,35 @@ def test_aggregation_gives_the_papers_summaries():
     assert (v["pafl_simple_fr_b10"], v["safl_simple_fr_b10"]) == pytest.approx((0.3, 0.6))
     assert np.isnan(v["pafl_simple_nr_b1"]) and v["safl_simple_nr_b1"] == pytest.approx(0.3)
     assert v["pafl_simple_mean"] == pytest.approx(0.6) and v["pafl_simple_min"] == pytest.approx(0.3)
+    assert v["pafl_min"] == pytest.approx(0.3)
     assert v["success_simple_fr"] == pytest.approx(0.5)  # bucket 7 above 0.5, bucket 10 not
     assert v["wrong_focus_failures_simple_fr"] == 1.0  # bucket 10: SAFL 0.6 > PAFL 0.3
+    assert v["wrong_focus_share_simple_fr"] == pytest.approx(0.5)
     assert result.n == 6 and result.skipped == {"no primary object (pafl undefined)": 2}
-    assert (
-        result.uncertainty.low
-        <= result.per_sample["pafl"][~np.isnan(primary)].mean()
-        <= result.uncertainty.high
+
+
+def test_aggregation_intervals_resample_images_within_buckets():
+    """Each bucket's resampled mean moves by -0.1, 0 or +0.1 (probabilities 1/4, 1/2, 1/4): bucket 10
+    (0.2, 0.4) stays below the others (0.6 at least), so the minimum over buckets is bucket 10's resampled
+    mean, exactly 0.2 to 0.4; the mean over buckets stays within 0.6 ± 0.1, where a bootstrap of the six
+    pooled images (the old interval) mixes the buckets and reaches further."""
+    primary = np.array([0.8, 0.6, 0.2, 0.4, 0.9, 0.7, np.nan, np.nan])
+    secondary = np.array([0.1, 0.1, 0.5, 0.7, 0.05, 0.05, 0.3, 0.3])
+    buckets = np.array([7, 7, 10, 10, 7, 7, 1, 1])
+    settings = ["simple_fr"] * 4 + ["simple_nr"] * 4
+    result = AFL().aggregate(primary, secondary, buckets, settings, np.arange(8), Counter(),
+                             np.random.default_rng(0))  # fmt: skip
+    v, ci = result.values, result.uncertainty
+    assert ci.kind == "stratified_bootstrap_ci95" and 0.5 <= ci.low < result.value < ci.high <= 0.7
+    assert (v["pafl_min_low"], v["pafl_min_high"]) == pytest.approx((0.2, 0.4))
+    assert (v["pafl_simple_min_low"], v["pafl_simple_min_high"]) == pytest.approx((0.2, 0.4))
+    assert 0.5 <= v["pafl_simple_mean_low"] < v["pafl_simple_mean_high"] <= 0.7
+    # success (PAFL > 0.5) and wrong focus (SAFL > PAFL) in simple_fr: 1 of 2 buckets, Wilson's interval
+    z = 1.959963984540054
+    half = z / (1 + z * z / 2) * np.sqrt(1 / 8 + z * z / 16)
+    assert (v["success_simple_fr_low"], v["success_simple_fr_high"]) == pytest.approx(
+        (0.5 - half, 0.5 + half)
+    )
+    assert (v["wrong_focus_share_simple_fr_low"], v["wrong_focus_share_simple_fr_high"]) == pytest.approx(
+        (0.5 - half, 0.5 + half)
     )

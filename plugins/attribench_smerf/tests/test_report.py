@@ -54,8 +54,10 @@ def test_sections_of_a_real_run_match_its_stored_aggregates(tmp_path, monkeypatc
     assert success.columns == ["method", "simple_fr", "simple_nr"]
     for row, focus_row in zip(success.rows, focus.rows, strict=True):
         for setting, fraction, cell in zip(success.columns[1:], row[1:], focus_row[1:], strict=True):
-            assert fraction == stored[row[0]][f"success_{setting}"]
-            assert f"({stored[row[0]][f'wrong_focus_failures_{setting}']:.0f}/" in cell
+            values = stored[row[0]]
+            low, high = values[f"success_{setting}_low"], values[f"success_{setting}_high"]
+            assert fraction.startswith(f"{values[f'success_{setting}']:.2f} [{low:.2f}, {high:.2f}] (")
+            assert f"({values[f'wrong_focus_failures_{setting}']:.0f}/" in cell
     figures = [b for b in afl.blocks if isinstance(b, Figure)]
     assert {f.title for f in figures} == {
         "Minimum PAFL over buckets, simple vs complex (paper Fig. 2/8b)",
@@ -121,10 +123,13 @@ def test_runs_of_one_configuration_merge_per_bucket_and_give_exact_numbers(tmp_p
     row = blocks["PAFL over buckets: simple vs complex settings"].rows[0]
     assert row[:5] == pytest.approx(["methods.ig", 0.6, 0.3, 0.1, 0.1])
     assert row[5:] == [0.67, 0.46, 0.52, 0.06]  # the paper's IG
-    # 8 and 11 have both roles: 8 succeeds (0.6 > 0.5), 11 has SAFL > PAFL; 12 of Complex-FR fails both
-    assert blocks["Success per setting (paper Fig. 7 top)"].rows == [["methods.ig", 0.5, 0.0]]
+    # 8 and 11 have both roles: 8 succeeds (0.6 > 0.5), 11 has SAFL > PAFL; 12 of Complex-FR fails both.
+    # Wilson 95 %: 1/2 -> 0.5 ± 0.405 = [0.09, 0.91]; 0/1 -> [0, z²/(1 + z²)] = [0, 0.79]; 1/1 -> [0.21, 1]
+    assert blocks["Success per setting (paper Fig. 7 top)"].rows == [
+        ["methods.ig", "0.50 [0.09, 0.91] (1/2)", "0.00 [0.00, 0.79] (0/1)"]
+    ]
     assert blocks["Wrong focus per setting (paper Fig. 7 bottom)"].rows == [
-        ["methods.ig", "ok (1/2)", "fails (1/1)"]
+        ["methods.ig", "ok (1/2) [0.09, 0.91]", "fails (1/1) [0.21, 1.00]"]
     ]
     assert sum(isinstance(b, Figure) for b in section.blocks) == 6
 

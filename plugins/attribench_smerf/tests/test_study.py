@@ -2,6 +2,7 @@
 metric through the CLI, the store, and `attribench smerf reproduce`."""
 
 import json
+import types
 
 import pytest
 from attribench_smerf import models, reproduction
@@ -9,6 +10,8 @@ from attribench_smerf.reproduction import LRP_EPSILON
 from click.testing import CliRunner
 
 from attribench_core.cli import cli
+from attribench_core.explainer import Explainer
+from attribench_core.hookspecs import hookimpl
 from attribench_core.testing import using_plugins
 
 pytest.importorskip("attribench_methods")
@@ -27,7 +30,9 @@ def test_afl_on_two_settings_per_bucket_and_a_rerun_reads_the_store(tiny_study):
     args = ["run", "smerf.afl", "--setting", "simple", "--preset", "tiny", "-e", "edge", "-e", "random"]
     first = CliRunner().invoke(cli, [*args, "--num-imgs", "2", "--json"])
     assert first.exit_code == 0, first.output
-    rows = {r["explainer"]: r for r in json.loads(first.stdout)["results"]}
+    payload = json.loads(first.stdout)
+    assert payload["provenance"]["dataset_source"].startswith("smerf: TextBox images generated here after")
+    rows = {r["explainer"]: r for r in payload["results"]}
     edge = rows["methods.edge"]
     # simple_fr and simple_nr, 2 of the 4 test images of every bucket; buckets without a primary object
     # (no PAFL) are counted as skipped
@@ -38,6 +43,39 @@ def test_afl_on_two_settings_per_bucket_and_a_rerun_reads_the_store(tiny_study):
         assert 0 <= row["values"]["pafl_simple_min"] <= row["value"] <= 1
     second = CliRunner().invoke(cli, [*args, "--num-imgs", "2"])
     assert "; 0 attributions computed" in " ".join(second.output.split())
+
+
+class Zeros(Explainer):
+    """Abstains everywhere: an all-zero, hence constant, map."""
+
+    def explain(self, model, inputs, targets):
+        return inputs * 0
+
+
+@hookimpl
+def register_explainers(register):
+    register("zeros", f"{__name__}:Zeros", description="all-zero maps")
+
+
+def test_constant_maps_are_skipped_as_such_and_missing_primaries_as_such(tiny_study):
+    """A constant map has no AFL (min-max divides 0 by 0): it is skipped as a constant map, not for a
+    missing primary object, which only the buckets without one give (Simple-FR 1–6: no Box1)."""
+    plugin = types.SimpleNamespace(register_explainers=register_explainers)
+    with using_plugins({"test": plugin}, entrypoints=True):
+        args = ["run", "smerf.afl", "--setting", "simple", "--preset", "tiny", "--num-imgs", "2", "--json"]
+        result = CliRunner().invoke(
+            cli, [*args, "--postprocess", "uniform", "-e", "test.zeros", "-e", "edge"]
+        )
+    assert result.exit_code == 0, result.output
+    rows = {r["explainer"]: r for r in json.loads(result.stdout)["results"]}
+    zeros, edge = rows["test.zeros"], rows["methods.edge"]
+    # nothing scored: 2 images in each of Simple-FR's 12 buckets and Simple-NR's 8 (those with text)
+    assert zeros["n_skipped"] == 40 and zeros["n"] == 0
+    assert zeros["skipped_reasons"] == {
+        "no primary object (pafl undefined)": 12,  # Simple-FR's 6 buckets without Box1
+        "constant map (pafl undefined)": 28,
+    }
+    assert edge["skipped_reasons"] == {"no primary object (pafl undefined)": 12}
 
 
 def test_reproduce_prints_the_table_beside_the_paper(tiny_study, monkeypatch, tmp_path):
@@ -75,6 +113,9 @@ def test_report_checks_the_papers_findings_by_hand():
     results = [{"explainer": f"methods.{n}", "values": v} for n, v in good.items()]
     text = reproduction.report(results)
     assert "| IG | 0.60 (0.40) | 0.67 (0.46) | 0.30 (0.05) | 0.52 (0.06) |" in text
+    with_interval = {**good["ig"], "pafl_complex_min_low": 0.012, "pafl_complex_min_high": 0.054}
+    one = reproduction.report([{"explainer": "methods.ig", "values": with_interval}])
+    assert "| IG | 0.60 (0.40) | 0.67 (0.46) | 0.30 (0.05 [0.01, 0.05]) | 0.52 (0.06) |" in one
     assert "| Gradient | – | 0.23 (0.14) | – | 0.18 (0.01) |" in text  # not run
     assert "does NOT hold" not in text
     good["ig"] = _values(0.45, 0.3, 0.5, 0.2)  # below 0.5 in simple, a complex bucket well explained

@@ -36,7 +36,9 @@ class SmerfDataset(ArrayDataset):
     num_classes = 2
     class_names = ("0", "1")
 
-    def __init__(self, images: np.ndarray, arrays: dict[str, np.ndarray], setting: str, split: str) -> None:
+    def __init__(
+        self, images: np.ndarray, arrays: dict[str, np.ndarray], setting: str, split: str, source: str = ""
+    ) -> None:
         specs: dict[int, BucketSpec] = bucket_specs(setting)
         buckets = arrays["buckets"].astype(np.int64)
         roles = {b: spec.roles for b, spec in specs.items()}
@@ -49,6 +51,7 @@ class SmerfDataset(ArrayDataset):
             split=split,
         )
         self.setting = setting
+        self.source = source
         self.buckets = buckets
         self.boxes = arrays["boxes"].astype(np.int64)
         self.specs = specs
@@ -129,7 +132,16 @@ def make_textbox(
     )
     images = arrays["images"].astype(np.float32)
     images /= textbox.WHITE
-    return SmerfDataset(images, arrays, setting, split)
+    return SmerfDataset(images, arrays, setting, split, source(preset, background))
+
+
+def source(preset: str, background: str) -> str:
+    """The one-line description printed with every result (the same for all seven settings, since a run
+    may use several)."""
+    return (
+        "smerf: TextBox images generated here after Kim, Plumb & Talwalkar 2022 (SMERF; our text rendering, "
+        f"{preset} preset, {background} background), not the paper's files"
+    )
 
 
 # One factory per setting, for registration as lazy targets (`"attribench_smerf.datasets:simple_fr"`).

@@ -9,17 +9,21 @@ Objects are assumed not to overlap (TextBox's generator guarantees it): masks ar
 original summed over its per-object rectangles (which double-counts overlaps).
 
 Aggregations take per-image values (NaN = undefined, skipped and counted) with their setting and paper
-bucket id (1–12) and return plain dicts.
+bucket id (1–12) and return plain dicts. Uncertainty: the statistics over buckets (their mean, the paper's
+headline, and their minimum, its key finding) get a bootstrap that resamples images within each bucket
+(`bucket_interval`); rates over buckets (success, wrong focus) get Wilson's interval, with the buckets as
+the trials.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from attribench_core.result import Uncertainty, bootstrap_interval, wilson_ci
 from attribench_smerf.settings import COMPLEX, SIMPLE, bucket_objects
 
 IGNORED, PRIMARY, SECONDARY = 0, 1, 2
@@ -53,6 +57,26 @@ def normalise(maps: torch.Tensor, *, blur: int = 7, minmax: bool = True) -> torc
         p = (p - low) / (high - low)
     total = p.sum(dim=(1, 2), keepdim=True)
     return torch.where(total != 0, p / total, torch.full_like(p, NAN))
+
+
+def constant(maps: torch.Tensor) -> torch.Tensor:
+    """`[B]` bool: maps whose pixels are all equal (e.g. all zero). AFL and MAFL are undefined on them (the
+    min-max step divides 0 by 0); the metrics skip them as "constant map"."""
+    flat = maps.flatten(1)
+    return (flat == flat[:, :1]).all(1)
+
+
+def undefined_reasons(
+    values: np.ndarray, has_primary: np.ndarray, is_constant: np.ndarray, name: str
+) -> dict[str, int]:
+    """Why the NaN `values` are undefined, counted: the sample has no primary object (no method can score
+    it; this reason wins), or its map is constant. `has_primary` and `is_constant` are `[N]` bool."""
+    undefined = np.isnan(values)
+    counts = {
+        f"no primary object ({name} undefined)": int((undefined & ~has_primary).sum()),
+        f"constant map ({name} undefined)": int((undefined & has_primary & is_constant).sum()),
+    }
+    return {reason: count for reason, count in counts.items() if count}
 
 
 def _where_any(mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -203,6 +227,49 @@ def bucket_table(
     return table
 
 
+def over_buckets(
+    values: np.ndarray, labels: np.ndarray, reduce: Callable[[np.ndarray], float]
+) -> Callable[[np.ndarray], float]:
+    """The statistic `reduce` (`np.mean`: the headline; `np.min`: the worst bucket) of the bucket means of
+    `values[index]`, as a function of `index` for `bootstrap_interval`; `labels` names each value's
+    (setting, bucket) (`bucket_labels`). `index = arange(N)` gives the point estimate. Values must be
+    defined (no NaN); buckets that `index` does not reach are left out."""
+    names, codes = np.unique(np.asarray(labels), return_inverse=True)
+    codes, values = codes.ravel(), np.asarray(values, dtype=np.float64)
+
+    def statistic(index: np.ndarray) -> float:
+        sums = np.bincount(codes[index], weights=values[index], minlength=len(names))
+        counts = np.bincount(codes[index], minlength=len(names))
+        return float(reduce(sums[counts > 0] / counts[counts > 0]))
+
+    return statistic
+
+
+def bucket_labels(buckets: np.ndarray, settings: str | Sequence[str]) -> np.ndarray:
+    """One label per sample naming its (setting, bucket), e.g. `simple_fr/b7`, for `bucket_interval`."""
+    settings = np.broadcast_to(np.asarray(settings, dtype=object), np.shape(buckets))
+    return np.array([f"{s}/b{int(b)}" for s, b in zip(settings.tolist(), np.ravel(buckets), strict=True)])
+
+
+def bucket_interval(
+    values: np.ndarray,
+    labels: np.ndarray,
+    reduce: Callable[[np.ndarray], float],
+    rng: np.random.Generator,
+) -> Uncertainty:
+    """95 % interval of `reduce` over bucket means by the stratified bootstrap: each resample draws, within
+    every bucket, as many images as it holds (with replacement), so every bucket keeps its weight and only
+    the image noise of its mean varies. NaN values (undefined samples) are left out first, as in
+    `bucket_table`. The minimum of noisy means is biased low, and its percentile interval inherits that
+    bias (it sits mostly below the point estimate and can exclude it); its upper end is the informative
+    one."""
+    values, labels = np.asarray(values, dtype=np.float64), np.asarray(labels)
+    ok = ~np.isnan(values)
+    if not ok.any():
+        return Uncertainty("stratified_bootstrap_ci95", NAN, NAN)
+    return bootstrap_interval(over_buckets(values[ok], labels[ok], reduce), labels[ok], rng)
+
+
 def _summary(means: list[float]) -> dict[str, float]:
     """Mean, std, min and count of bucket means (NaN buckets dropped)."""
     m = np.array([x for x in means if not np.isnan(x)], dtype=np.float64)
@@ -233,6 +300,12 @@ def simple_vs_complex(
     }
 
 
+def rate(successes: int, trials: int) -> dict[str, float]:
+    """A share with Wilson's 95 % interval (`low`, `high`); all NaN without trials."""
+    interval = wilson_ci(successes, trials)
+    return {"fraction": successes / trials if trials else NAN, "low": interval.low, "high": interval.high}
+
+
 def _paired(pafl: Mapping, safl: Mapping, setting: str) -> list[tuple[float, float]]:
     """(PAFL, SAFL) bucket means of a setting's buckets where both are defined."""
     return [
@@ -248,12 +321,13 @@ def success_fraction(
     threshold: float = CORRECTNESS_THRESHOLD,
 ) -> dict[str, dict[str, float]]:
     """Fig. 7 top, per setting: among buckets with both a relevant and an irrelevant object (PAFL and SAFL
-    both defined), the share where mean PAFL > `threshold`; `fraction` is NaN when there is none."""
+    both defined), the share where mean PAFL > `threshold` with Wilson's interval over those buckets
+    (`low`, `high`); all three NaN when there is none."""
     out = {}
     for s in _settings(pafl):
         pairs = _paired(pafl, safl, s)
         wins = sum(p > threshold for p, _ in pairs)
-        out[s] = {"fraction": wins / len(pairs) if pairs else NAN, "successes": wins, "buckets": len(pairs)}
+        out[s] = {**rate(wins, len(pairs)), "successes": wins, "buckets": len(pairs)}
     return out
 
 
@@ -261,12 +335,14 @@ def wrong_focus(
     pafl: Mapping[tuple[str, int], Mapping[str, float]], safl: Mapping[tuple[str, int], Mapping[str, float]]
 ) -> dict[str, dict[str, float]]:
     """Fig. 7 bottom, per setting: `failures` = buckets (with both values defined) where mean SAFL > mean
-    PAFL; `failed` when that is more than half of them."""
+    PAFL; `failed` when that is more than half of them; `fraction` (= failures / buckets) with Wilson's
+    interval (`low`, `high`)."""
     out = {}
     for s in _settings(pafl):
         pairs = _paired(pafl, safl, s)
         bad = sum(q > p for p, q in pairs)
-        out[s] = {"failures": bad, "buckets": len(pairs), "failed": bool(pairs) and bad > len(pairs) / 2}
+        failed = bool(pairs) and bad > len(pairs) / 2
+        out[s] = {"failures": bad, "buckets": len(pairs), "failed": failed, **rate(bad, len(pairs))}
     return out
 
 

@@ -3,8 +3,13 @@ simple or complex group, or all seven; images sampled per bucket; the maths live
 
 The headline value is the mean over buckets of the primary score (PAFL, PIOU, PMAFL); `values` carry the
 secondary mean, both scores per bucket (`pafl_<setting>_b<bucket>`; NaN where undefined), per-setting
-means, the simple/complex mean and minimum over buckets (the paper's headline), the success fraction and
-the wrong-focus failures (Fig. 7), and saturation by number of objects (Fig. 6b).
+means, the minimum over all buckets and the simple/complex mean and minimum over buckets (the paper's
+headline), the success fraction and the wrong-focus failures and share (Fig. 7), and saturation by number
+of objects (Fig. 6b).
+
+Uncertainty (`functional.bucket_interval`): the headline's interval (`uncertainty`) and the `_low`/`_high`
+values beside the minimum over buckets and the group means and minima are stratified bootstraps that
+resample images within each bucket; the success and wrong-focus shares get Wilson's interval over buckets.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import torch
 
 from attribench_core.metric import AttributionRequest, Metric, MetricContext
 from attribench_core.params import Param
-from attribench_core.result import Result, bootstrap_ci
+from attribench_core.result import Result
 from attribench_core.seeding import derive_seed
 from attribench_smerf import functional
 from attribench_smerf.models import VARIANTS, model_name
@@ -98,7 +103,7 @@ class SmerfMetric(Metric):
 
     def compute(self, ctx: MetricContext, explainer: str) -> Result:
         name = ctx.explainer_name(explainer)
-        primary, secondary, buckets, settings, index = [], [], [], [], []
+        primary, secondary, buckets, settings, index, has_primary, constant = [], [], [], [], [], [], []
         skipped: Counter[str] = Counter()
         for setting in self.settings:
             dataset = f"smerf.{setting}"
@@ -116,14 +121,25 @@ class SmerfMetric(Metric):
                     maps = postprocess(
                         torch.from_numpy(stored.attribution[finite]), name, self.opts["postprocess"]
                     )
-                    p, s = self.score(maps, _select(batch, finite))
+                    kept = _select(batch, finite)
+                    p, s = self.score(maps, kept)
                     primary.append(p.numpy())
                     secondary.append(s.numpy())
+                    has_primary.append(_role_masks(kept)[0].flatten(1).any(1).numpy())
+                    constant.append(
+                        functional.constant(functional.box_blur(maps.double(), self.opts["blur"])).numpy()
+                    )
                     buckets.append(np.full(int(finite.sum()), int(bucket)))
                     settings += [setting] * int(finite.sum())
                     index.append(batch.index[finite])
+        primary_values = np.concatenate(primary)
+        skipped.update(
+            functional.undefined_reasons(
+                primary_values, np.concatenate(has_primary), np.concatenate(constant), self.names[0]
+            )
+        )
         return self.aggregate(
-            np.concatenate(primary), np.concatenate(secondary), np.concatenate(buckets), settings,
+            primary_values, np.concatenate(secondary), np.concatenate(buckets), settings,
             np.concatenate(index), skipped, ctx.rng(f"bootstrap/{explainer}"),
         )  # fmt: skip
 
@@ -137,7 +153,10 @@ class SmerfMetric(Metric):
         skipped: Counter[str],
         rng: np.random.Generator,
     ) -> Result:
+        """Per-bucket tables, their summaries and intervals (see the module's docstring); `skipped` already
+        counts the undefined samples (NaN `primary`) with their reasons."""
         p_name, s_name = self.names
+        labels = functional.bucket_labels(buckets, settings)
         p_table = functional.bucket_table(primary, buckets, settings)
         s_table = functional.bucket_table(secondary, buckets, settings)
         p_means = np.array([v["mean"] for v in p_table.values()])
@@ -152,29 +171,38 @@ class SmerfMetric(Metric):
             values[f"{p_name}_{setting}_min"] = summary["min"]
         for setting, summary in functional.per_setting(s_table).items():
             values[f"{s_name}_{setting}"] = summary["mean"]
+        low = functional.bucket_interval(primary, labels, np.min, rng)
+        _put(
+            values, f"{p_name}_min", float(defined.min()) if defined.size else float("nan"), low.low, low.high
+        )
         for group, summary in functional.simple_vs_complex(p_table).items():
             if summary["buckets"]:
-                values[f"{p_name}_{group}_mean"] = summary["mean"]
-                values[f"{p_name}_{group}_min"] = summary["min"]
+                members = np.isin(settings, GROUPS[group])
+                for statistic, reduce in (("mean", np.mean), ("min", np.min)):
+                    ci = functional.bucket_interval(primary[members], labels[members], reduce, rng)
+                    _put(values, f"{p_name}_{group}_{statistic}", summary[statistic], ci.low, ci.high)
         for setting, success in functional.success_fraction(p_table, s_table).items():
-            values[f"success_{setting}"] = success["fraction"]
+            _put(values, f"success_{setting}", success["fraction"], success["low"], success["high"])
         for setting, focus in functional.wrong_focus(p_table, s_table).items():
             values[f"wrong_focus_failures_{setting}"] = float(focus["failures"])
+            _put(values, f"wrong_focus_share_{setting}", focus["fraction"], focus["low"], focus["high"])
         for objects, summary in functional.saturation(p_table).items():
             values[f"{p_name}_objects_{objects}"] = summary["mean"]
-        no_primary = int(np.isnan(primary).sum())
-        if no_primary:
-            skipped[f"no primary object ({p_name} undefined)"] += no_primary
         ok = ~np.isnan(primary)
         return Result(
             value=value,
             values=values,
             per_sample={p_name: primary, s_name: secondary, "bucket": buckets.astype(np.float64)},
             index=index,
-            uncertainty=bootstrap_ci(primary[ok], rng),
+            uncertainty=functional.bucket_interval(primary, labels, np.mean, rng),
             n=int(ok.sum()),
             skipped={k: v for k, v in skipped.items() if v},
         )
+
+
+def _put(values: dict[str, float], name: str, value: float, low: float, high: float) -> None:
+    """A value as `<name>` with its interval as `<name>_low` and `<name>_high`."""
+    values[name], values[f"{name}_low"], values[f"{name}_high"] = value, low, high
 
 
 def _nanmean(values: list[float]) -> float:

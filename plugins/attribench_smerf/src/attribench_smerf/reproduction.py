@@ -48,8 +48,15 @@ PAPER_PAFL = {
 BASELINES = ("random", "edge")
 
 
-def _cell(mean: float | None, low: float | None) -> str:
-    return "–" if mean is None or low is None else f"{mean:.2f} ({low:.2f})"
+def _cell(
+    mean: float | None, low: float | None, interval: tuple[float | None, float | None] = (None, None)
+) -> str:
+    """`mean (min)`, with the minimum's 95 % interval when there is one: `0.25 (0.03 [0.01, 0.04])`."""
+    if mean is None or low is None:
+        return "–"
+    if None in interval:
+        return f"{mean:.2f} ({low:.2f})"
+    return f"{mean:.2f} ({low:.2f} [{interval[0]:.2f}, {interval[1]:.2f}])"
 
 
 def pafl_by_method(results: list[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -58,18 +65,24 @@ def pafl_by_method(results: list[Mapping[str, Any]]) -> dict[str, Mapping[str, A
     return {r["explainer"].split(".", 1)[-1]: r["values"] for r in results}
 
 
+def _ours(values: Mapping[str, Any], group: str) -> str:
+    """Our cell for `group` (simple, complex): mean (min [the minimum's stratified bootstrap interval])."""
+    key = f"pafl_{group}_min"
+    interval = (values.get(f"{key}_low"), values.get(f"{key}_high"))
+    return _cell(values.get(f"pafl_{group}_mean"), values.get(key), interval)
+
+
 def table(ours: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Markdown rows: our mean (min) PAFL over simple and over complex buckets, beside the paper's."""
+    """Markdown rows: our mean (min [95 % interval]) PAFL over simple and over complex buckets, beside the
+    paper's mean (min)."""
     lines = [
-        "| method | ours: simple mean (min) | paper | ours: complex mean (min) | paper |",
+        "| method | ours: simple mean (min [95 %]) | paper | ours: complex mean (min [95 %]) | paper |",
         "|---|---|---|---|---|",
     ]
     for name, label in METHODS.items():
         v, paper = ours.get(name, {}), PAPER_PAFL.get(name, (None,) * 4)
-        lines.append(
-            f"| {label} | {_cell(v.get('pafl_simple_mean'), v.get('pafl_simple_min'))} | {_cell(*paper[:2])} "
-            f"| {_cell(v.get('pafl_complex_mean'), v.get('pafl_complex_min'))} | {_cell(*paper[2:])} |"
-        )
+        cells = [_ours(v, "simple"), _cell(*paper[:2]), _ours(v, "complex"), _cell(*paper[2:])]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
     return lines
 
 
