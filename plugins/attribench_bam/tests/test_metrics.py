@@ -163,7 +163,7 @@ def test_idr_interval_has_width_at_a_rate_of_zero():
 
 def _iir_context() -> HandContext:
     meta = [
-        {"insignificant": ok, "logit_distance": d}
+        {"prediction_unchanged": ok, "logit_distance": d}
         for ok, d in ((True, 0.1), (True, 0.2), (False, 3.0), (True, 0.3), (True, 1.5))
     ]
     return HandContext(

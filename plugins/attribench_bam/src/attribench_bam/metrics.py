@@ -27,6 +27,7 @@ from . import functional
 from .build import SYNTH_N, SYNTH_SIZE, SYNTH_VAL
 from .classes import BEDROOM, DOG
 from .models import CAM_LAYER
+from .patch import select_insignificant
 from .tcav import SIGNIFICANCE, permutation_p_value, tcav_score
 
 MISCLASSIFIED = "misclassified by a model of the comparison"
@@ -168,21 +169,21 @@ class IIR(BamMetric):
     def compute(self, ctx: MetricContext, explainer: str) -> Result:
         g_clean, correct_clean, _ = self.object_attribution(ctx, explainer, *self.comparisons[0])
         g_patched, correct_patched, meta = self.object_attribution(ctx, explainer, *self.comparisons[1])
-        unchanged = np.array([m["insignificant"] for m in meta], dtype=bool)
+        unchanged = np.array([m["prediction_unchanged"] for m in meta], dtype=bool)
         distances = np.array([m["logit_distance"] for m in meta], dtype=np.float64)
         limit = self.opts["max_logit_distance"]
-        small = distances < limit
-        keep = correct_clean & correct_patched & unchanged & small
+        qualifying = select_insignificant(unchanged, distances, limit)
+        keep = correct_clean & correct_patched & qualifying
         skipped = Counter(
             {
                 "patch changed the prediction": int((~unchanged).sum()),
-                f"patch moved the logits by {limit:g} or more": int((unchanged & ~small).sum()),
+                f"patch moved the logits by {limit:g} or more": int((unchanged & ~qualifying).sum()),
             }
         )
         values = functional.iir(g_clean, g_patched, keep, self.opts["threshold"])
         extra = {
             "median_patch_logit_distance": float(np.median(distances)),
-            "patches_qualifying": float((unchanged & small).sum()),
+            "patches_qualifying": float(qualifying.sum()),
         }
         return self.result(ctx, explainer, "iir", values, extra, +skipped, rate=True)
 
