@@ -227,5 +227,7 @@ def test_bam_build_command_output_runs_bam_mcs(sources, tmp_path: Path, monkeypa
         assert result.exit_code == 0, result.output
         row = json.loads(result.stdout)["results"][0]
         assert row["n"] + row["n_skipped"] == 20
+        source = json.loads(result.stdout)["provenance"]["dataset_source"]
+        assert source.startswith("BAM recipe on real data: COCO objects pasted on MiniPlaces scenes")
         missing = CliRunner().invoke(cli, ["run", "bam.mcs", "--data-root", "nowhere", "-e", "edge"])
         assert missing.exit_code == 2 and "no complete BAM build" in missing.output

@@ -116,3 +116,12 @@ def test_metric_value_with_nothing_kept_is_nan():
 def test_keep_must_match_the_images():
     with pytest.raises(ValueError, match="keep has shape"):
         fn.mcs([0.1, 0.2], [0.0, 0.0], [True])
+
+
+def test_label_probability_drop_hand_computed():
+    # image 0: p(label 0) = 1/2 with (logits equal), e^0/(e^0 + e^ln3) = 1/4 without: drop 1/4
+    # image 1: label 1, logits [0, ln 3] → 3/4 with; [0, 0] → 1/2 without: drop 1/4; negative when it rises
+    with_ = [[0.0, 0.0], [0.0, math.log(3)], [0.0, 0.0]]
+    without = [[0.0, math.log(3)], [0.0, 0.0], [math.log(3), 0.0]]
+    drops = fn.label_probability_drop(with_, without, [0, 1, 0])
+    np.testing.assert_allclose(drops, [0.25, 0.25, 0.5 - 0.75])

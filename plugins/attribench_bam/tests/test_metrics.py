@@ -3,6 +3,7 @@ correct classification, and each metric's value, by hand."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from attribench_bam.metrics import IDR, IIR, MCS, MISCLASSIFIED, RMCS
 
 from attribench_core.dataset import Batch
+from attribench_core.result import wilson_ci
 from attribench_core.store import Stored
 
 H = 4
@@ -34,6 +36,12 @@ class HandContext:
     def rng(self, purpose: str) -> np.random.Generator:
         return np.random.default_rng(0)
 
+    def load_dataset(self, name: str) -> DogBedrooms:
+        return DogBedrooms(len(self.index))
+
+    def load_model(self, name: str) -> torch.nn.Module:
+        return SceneK(int(name.removeprefix("bam.scene")))
+
     def attribution_batches(self, explainer: str, *, dataset: str, model: str, index: Any = None):
         pair = self.pairs[dataset, model]
         for start in range(0, len(self.index), self.batch_size):
@@ -49,6 +57,34 @@ class HandContext:
             maps = pair["maps"][part]
             stored = Stored(part, maps, part * 0, pair["predictions"][part], np.zeros(len(part), bool))
             yield batch, stored
+
+
+class DogBedrooms:
+    """Images of dogs in bedrooms (label 0): all ones with the dog, all zeros without it."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def batch(self, index: np.ndarray) -> Batch:
+        n = len(index)
+        labels = torch.zeros(n, dtype=torch.int64)
+        return Batch(np.asarray(index), torch.ones(n, 3, H, H), labels, {}, [{}] * n, [{}] * n)
+
+    def scene_only(self, index: np.ndarray) -> torch.Tensor:
+        return torch.zeros(len(index), 3, H, H)
+
+
+class SceneK(torch.nn.Module):
+    """Model scene<k> on `DogBedrooms`: logits [(10 − k)·mean(x), 0], so p(bedroom) = sigmoid(10 − k) with
+    the dog and 1/2 without it: its reliance on the dog falls as k grows."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        evidence = (10 - self.k) * x.mean(dim=(1, 2, 3))
+        return torch.stack([evidence, torch.zeros_like(evidence)], dim=1)
 
 
 def _maps(inside: list[float]) -> np.ndarray:
@@ -108,25 +144,60 @@ def test_idr_counts_strictly_higher_without_the_object():
     result = IDR().compute(ctx, "e")
     # 0.8 > 0.4 yes; 0.5 > 0.5 no (strict); 0.2 > 0.6 no; image 3 dropped
     assert result.value == pytest.approx(1 / 3) and result.n == 3 and result.skipped == {MISCLASSIFIED: 1}
+    # a rate: Wilson's interval for 1 of 3, not the bootstrap's
+    assert result.uncertainty == wilson_ci(1, 3)
 
 
-def test_iir_counts_small_relative_changes_and_drops_significant_patches():
-    meta = [
-        {"insignificant": ok, "logit_distance": d}
-        for ok, d in ((True, 0.1), (True, 0.2), (False, 3.0), (True, 0.3))
-    ]
+def test_idr_interval_has_width_at_a_rate_of_zero():
+    """The bootstrap collapsed to [0, 0] when no image counted (issue 15); Wilson's interval does not."""
     ctx = HandContext(
         {
-            ("bam.bamboo_forest", "bam.scene_only"): _pair([1.0, 1.0, 1.0, 1.0], [True, True, True, False]),
-            ("bam.bamboo_forest_patch", "bam.scene_only"): _pair([0.95, 0.8, 1.0, 1.0], [True] * 4, meta),
+            ("bam.scene_only", "bam.scene"): _pair([0.2] * 4, [True] * 4),
+            ("bam.scene", "bam.scene"): _pair([0.6] * 4, [True] * 4),
         }
     )
-    result = IIR().compute(ctx, "e")
+    result = IDR().compute(ctx, "e")
+    assert result.value == 0.0 and result.uncertainty.kind == "wilson_ci95"
+    assert result.uncertainty.low == 0.0 and result.uncertainty.high == pytest.approx(0.4899, abs=1e-4)
+
+
+def _iir_context() -> HandContext:
+    meta = [
+        {"prediction_unchanged": ok, "logit_distance": d}
+        for ok, d in ((True, 0.1), (True, 0.2), (False, 3.0), (True, 0.3), (True, 1.5))
+    ]
+    return HandContext(
+        {
+            ("bam.bamboo_forest", "bam.scene_only"): _pair([1.0] * 5, [True, True, True, False, True]),
+            ("bam.bamboo_forest_patch", "bam.scene_only"): _pair(
+                [0.95, 0.8, 1.0, 1.0, 1.0], [True] * 5, meta
+            ),
+        }
+    )
+
+
+def test_iir_counts_small_relative_changes_over_functionally_insignificant_patches():
+    result = IIR().compute(_iir_context(), "e")
     # image 0: |Δg| 0.043 < 0.1 → 1; image 1: 0.175 → 0; image 2: its patch changed the prediction;
-    # image 3: misclassified
+    # image 3: misclassified; image 4: its patch moved the logits by 1.5 ≥ 1 (the default limit)
     assert result.value == pytest.approx(0.5) and result.n == 2
+    assert result.skipped == {
+        "patch changed the prediction": 1,
+        "patch moved the logits by 1 or more": 1,
+        MISCLASSIFIED: 1,
+    }
+    assert result.values["median_patch_logit_distance"] == pytest.approx(0.3)
+    assert result.values["patches_qualifying"] == 3  # images 0, 1, 3
+    assert result.uncertainty == wilson_ci(1, 2)
+
+
+def test_iir_logit_distance_limit_is_an_option():
+    result = IIR(max_logit_distance=float("inf")).compute(_iir_context(), "e")
+    # image 4 now counts: unchanged g → 1
+    assert result.value == pytest.approx(2 / 3) and result.values["patches_qualifying"] == 4
     assert result.skipped == {"patch changed the prediction": 1, MISCLASSIFIED: 1}
-    assert result.values["median_patch_logit_distance"] == pytest.approx(0.25)
+    strict = IIR(max_logit_distance=0.15).compute(_iir_context(), "e")
+    assert strict.value == 1.0 and strict.n == 1 and strict.values["patches_qualifying"] == 1
 
 
 def test_rmcs_contrasts_each_scene_model_with_scene10():
@@ -137,5 +208,10 @@ def test_rmcs_contrasts_each_scene_model_with_scene10():
     expected = [g_of(1.0 - 0.1 * i) - g_of(0.1) for i in range(9)]  # g(scene_i) − g(scene10), i = 1..9
     assert [result.values[f"rmcs_{i}"] for i in range(1, 10)] == pytest.approx(expected)
     assert result.values["decreasing"] == 1.0 and result.values["positive_share"] == 1.0
+    # the functional check: scene<k>'s bedroom probability drops by sigmoid(10 − k) − 1/2 without the dog
+    reliance = [result.values[f"dog_reliance_{k}"] for k in range(1, 11)]
+    assert reliance == pytest.approx([1 / (1 + math.exp(k - 10)) - 0.5 for k in range(1, 11)])
+    assert result.values["reliance_decreasing"] == 1.0
+    assert result.values["reliance_1_minus_10"] == pytest.approx(reliance[0])  # scene10: sigmoid(0) − 1/2 = 0
     # headline: images 0 and 1 (image 2 is wrong for scene4), per image the mean of the nine contrasts
     assert result.value == pytest.approx(np.mean(expected)) and result.n == 2

@@ -70,8 +70,9 @@ def test_select_insignificant():
         logit_distance=torch.tensor([0.1, 0.5, 0.2, 0.9]),
         prediction_unchanged=torch.tensor([True, True, False, True]),
     )
-    assert select_insignificant(result).tolist() == [True, True, False, True]
-    assert select_insignificant(result, max_distance=0.5).tolist() == [True, False, False, False]
+    fields = (result.prediction_unchanged, result.logit_distance)
+    assert select_insignificant(*fields).tolist() == [True, True, False, True]
+    assert select_insignificant(*fields, max_distance=0.5).tolist() == [True, False, False, False]
 
 
 class _Scale(nn.Module):

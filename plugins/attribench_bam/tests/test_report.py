@@ -55,6 +55,7 @@ def report_of(runs: list[StoredRun], tmp_path) -> ReportInput:
 
 
 RMCS = {f"rmcs_{i}": 0.5 - 0.05 * i for i in range(1, 10)}
+RELIANCE = {f"dog_reliance_{k}": 0.1 * (10 - k) for k in range(1, 11)}
 OBJ_SCENE = [check("bam.obj", "3", 0.95, 0.12), check("bam.scene", "4", 0.9, 0.89)]
 RUNS = [
     run(  # an older configuration, not shown (nor its models)
@@ -79,7 +80,17 @@ RUNS = [
         "bam.rmcs",
         "r5",
         [
-            result("methods.ig", 0.25, 0.2, 0.3, rmcs=0.25, decreasing=1.0, positive_share=1.0, **RMCS),
+            result(
+                "methods.ig",
+                0.25,
+                0.2,
+                0.3,
+                rmcs=0.25,
+                decreasing=1.0,
+                positive_share=1.0,
+                **RMCS,
+                **RELIANCE,
+            ),
             result("methods.random", None, *[float("nan")] * 2, decreasing=0.0, **dict.fromkeys(RMCS)),
         ],
         [check("bam.scene1", "6")],
@@ -95,6 +106,10 @@ RUNS = [
                     "tcav": 0.3,
                     "tcav_obj": 0.8,
                     "tcav_scene": 0.5,
+                    "tcav_null_obj": 0.45,
+                    "tcav_null_scene": 0.55,
+                    "p_obj": 0.001,
+                    "p_scene": 0.6,
                     "cav_accuracy_obj": 0.9,
                     "cav_accuracy_scene": 0.6,
                 },
@@ -131,10 +146,13 @@ def test_the_section_shows_each_metric_of_the_newest_configuration(tmp_path):
         ["methods.ig", 0.25, 0.2, 0.3, "yes", 1.0],
         ["methods.random", None, None, None, "no", None],
     ]
+    assert blocks["Reliance of the scene_k models on the dog"].rows == [
+        [k, pytest.approx(0.1 * (10 - k))] for k in range(1, 11)
+    ]
     assert blocks["TCAV score of the dog concept"].rows == [
-        ["obj (dog logit)", 0.8, 0.9, None, None],
-        ["scene (bedroom logit)", 0.5, 0.6, None, None],
-        ["obj − scene", 0.3, None, 0.2, 0.4],
+        ["obj (dog logit)", 0.8, 0.45, 0.001, 0.9, None, None],
+        ["scene (bedroom logit)", 0.5, 0.55, 0.6, 0.6, None, None],
+        ["obj − scene", 0.3, None, None, None, 0.2, 0.4],
     ]
     figures = [b for b in section.blocks if isinstance(b, Figure)]
     assert [f.title for f in figures] == [

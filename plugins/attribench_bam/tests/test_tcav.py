@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from attribench_bam.tcav import LinearSVM, tcav_score
+from attribench_bam import tcav
+from attribench_bam.tcav import LinearSVM, permutation_p_value, tcav_score
 from torch import nn
 
 SIZE = 4
@@ -77,3 +78,39 @@ def test_linear_svm_separates_two_concepts_and_orders_its_rows_by_class():
     assert weights[1, 0] > 0 and weights[1, 0] > abs(weights[1, 1])  # towards class 7, along the first axis
     with pytest.raises(ValueError, match="two concepts"):
         classifier.train_and_eval([(features, torch.arange(6))])
+
+
+def test_null_scores_are_a_random_set_against_the_same_random_sets():
+    null = _images(30, seed=20, red=(0.0, 0.4))  # drawn like the random sets: no concept
+    uses = tcav_score(
+        _Model(lambda f: f[:, RED].mean(dim=(1, 2))).eval(),
+        ["features"],
+        0,
+        CONCEPT,
+        RANDOM_SETS,
+        INPUTS,
+        null_concept=null,
+    )["features"]
+    assert uses["scores"] == [1.0, 1.0] and len(uses["null_scores"]) == 2
+    assert all(0.0 <= s <= 1.0 for s in uses["null_scores"])
+    assert "null_scores" not in _score(_reads_green)["features"]
+
+
+def test_permutation_p_value_exact_by_hand():
+    # five 1s against five 0s: only the observed split and its mirror are as extreme, of C(10, 5) = 252
+    assert permutation_p_value([1.0] * 5, [0.0] * 5) == pytest.approx(2 / 252)
+    # 1, 1 against 0, 0: C(4, 2) = 6 splits, 2 as extreme
+    assert permutation_p_value([1.0, 1.0], [0.0, 0.0]) == pytest.approx(1 / 3)
+    assert permutation_p_value([0.5, 0.7, 0.6], [0.5, 0.7, 0.6]) == 1.0  # no difference: every split
+    # [0.9, 0.8, 0.3] vs [0.2, 0.1, 0.3]: observed |2.0 − 0.6|/3; as extreme: {0.9, 0.8, 0.3} (either 0.3)
+    # and the mirrors: 4 of C(6, 3) = 20
+    assert permutation_p_value([0.9, 0.8, 0.3], [0.2, 0.1, 0.3]) == pytest.approx(4 / 20)
+
+
+def test_permutation_p_value_sampled_when_there_are_too_many_splits(monkeypatch):
+    monkeypatch.setattr(tcav, "EXACT_PERMUTATIONS", 10)
+    sampled = permutation_p_value([1.0] * 5, [0.0] * 5, seed=1, resamples=20_000)
+    assert sampled == permutation_p_value([1.0] * 5, [0.0] * 5, seed=1, resamples=20_000)
+    assert abs(sampled - 2 / 252) < 0.003
+    with pytest.raises(ValueError, match="at least one score"):
+        permutation_p_value([], [0.0])

@@ -98,7 +98,23 @@ def _make(
 ) -> BamDataset:
     """`choose(arrays, split, meta)` on the build's split (the core's "test" is BAM's val)."""
     folder = data_folder(data_root, seed, size, n, val)
-    return choose(_arrays(folder, {"test": "val"}.get(split, split)), split, load_meta(folder))
+    meta = load_meta(folder)
+    dataset = choose(_arrays(folder, {"test": "val"}.get(split, split)), split, meta)
+    dataset.source = source_of(folder, meta)
+    return dataset
+
+
+SYNTH_SOURCE = "bam-synth: synthetic stand-in for BAM's COCO+MiniPlaces composites (not BAM's data)"
+
+
+def source_of(folder: Path, meta: dict[str, Any]) -> str:
+    """The one-line `Dataset.source` of a build: bam-synth, or real COCO objects on MiniPlaces scenes."""
+    if meta.get("source") == "synth":
+        return f"{SYNTH_SOURCE}, {meta['size']} px"
+    return (
+        f"BAM recipe on real data: COCO objects pasted on MiniPlaces scenes, {meta['size']} px, built by "
+        f"`attribench bam build` in {folder}"
+    )
 
 
 def _obj(arrays: dict[str, np.ndarray], split: str, _meta: dict[str, Any]) -> BamDataset:

@@ -126,3 +126,18 @@ def is_decreasing(values: ArrayLike) -> bool:
     `(values > 0).all()` it is the "positive and decreasing" that BAM expects of a good method."""
     values = _numpy(values).astype(np.float64)
     return bool(np.all(np.diff(values) < 0))
+
+
+def label_probability_drop(
+    logits_with: ArrayLike, logits_without: ArrayLike, labels: ArrayLike
+) -> np.ndarray:
+    """Per image, how much the softmax probability of its label falls when the object is removed:
+    p(label | with) − p(label | without), from `[N,K]` logits of the same images with and without the
+    object. The functional check of how much a model relies on the object (RMCS's scene_k models: the
+    dog in bedrooms); the obj/scene models' check compares accuracies instead (`models.py`)."""
+    with_, without = (
+        torch.as_tensor(_numpy(z), dtype=torch.float64).softmax(dim=1) for z in (logits_with, logits_without)
+    )
+    rows = torch.arange(len(with_))
+    labels = torch.as_tensor(_numpy(labels), dtype=torch.int64)
+    return (with_[rows, labels] - without[rows, labels]).numpy()

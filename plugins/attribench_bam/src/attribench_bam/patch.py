@@ -21,10 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 GREY_LEVELS = 255
+BoolArray = torch.Tensor | np.ndarray
+FloatArray = torch.Tensor | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,12 @@ def optimise_patch(
     )
 
 
-def select_insignificant(result: PatchResult, max_distance: float | None = None) -> torch.Tensor:
-    """`[B]` bool: the patches BAM's IIR may use, those that leave the prediction unchanged and, given
-    `max_distance`, move the logits by less than it (the original kept every patch; the spec asks for
-    both conditions, with the distances recorded in `result.logit_distance`)."""
-    keep = result.prediction_unchanged
-    if max_distance is not None:
-        keep = keep & (result.logit_distance < max_distance)
-    return keep
+def select_insignificant(
+    prediction_unchanged: BoolArray, logit_distance: FloatArray, max_distance: float | None = None
+) -> BoolArray:
+    """`[B]` bool (tensors or arrays): the functionally insignificant patches BAM's IIR may use, those that
+    leave the prediction unchanged and, given `max_distance`, move the logits by less than it (the
+    original kept every patch; the spec asks for both conditions). Arguments: a `PatchResult`'s fields."""
+    if max_distance is None:
+        return prediction_unchanged
+    return prediction_unchanged & (logit_distance < max_distance)

@@ -5,8 +5,8 @@ rate (IIR).
 The set depends on a model, so its factory obtains the `bam.scene_only` weights exactly as a run does
 (same cache key: trained once, shared) and caches the patched images under `ATTRIBENCH_HOME`, keyed by the
 data and those weights. Every row is kept, so that row i of both sets is the same scene; each row's meta
-records the logit distance ‖f(x+δ) − f(x)‖₂ and whether the prediction is unchanged (`insignificant`). IIR
-counts only the insignificant ones (spec §1).
+records the logit distance ‖f(x+δ) − f(x)‖₂ and whether the prediction is unchanged. IIR counts only the
+functionally insignificant ones (`patch.select_insignificant`, spec §1).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def bamboo_forest_patch(
     arrays = cached_arrays(f"datasets/bam/patch-{key}.npz", lambda: _patch(loaded.module, clean))
     clean.images = arrays["images"]
     clean.meta = [
-        {"row": int(r), "logit_distance": float(d), "insignificant": bool(u)}
+        {"row": int(r), "logit_distance": float(d), "prediction_unchanged": bool(u)}
         for r, d, u in zip(clean.rows, arrays["logit_distance"], arrays["prediction_unchanged"], strict=True)
     ]
     return clean

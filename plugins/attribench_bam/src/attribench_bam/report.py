@@ -1,5 +1,6 @@
-"""BAM's report section: the checks of the models, MCS, IDR and IIR per method with their bootstrap CIs, RMCS
-over i (the number of scene classes the dog was added to) and the TCAV contrast of the obj and scene models.
+"""BAM's report section: the checks of the models, MCS, IDR and IIR per method with their 95 % intervals, RMCS
+over i (the number of scene classes the dog was added to) with the scene_k models' reliance on the dog, and
+the TCAV scores of the obj and scene models with their permutation tests.
 
 Each metric is shown from the newest results over the runs with its newest run's options; a metric with no
 run leaves its blocks out. The model checks are those these runs saved (`payload["models"]`).
@@ -27,10 +28,12 @@ from attribench_core.report.content import (
 RATES = {
     "bam.mcs": "MCS: g(obj model) − g(scene model) on the object",
     "bam.idr": "IDR: share of images where the scene model's g is higher without the object than with it",
-    "bam.iir": "IIR: share of scenes whose g changes by < 10 % (--threshold) under an insignificant patch",
+    "bam.iir": "IIR: share of scenes whose g changes by < 10 % (--threshold) under a patch that keeps the "
+    "prediction and moves the logits by less than --max-logit-distance",
 }
 METRICS = (*RATES, "bam.rmcs", "bam.tcav")
 RMCS_STEPS = range(1, 10)
+SCENE_K = range(1, 11)
 
 Results = dict[str, dict[str, Any]]
 
@@ -130,26 +133,34 @@ def rmcs_rows(results: Results) -> list[list[Any]]:
     return rows
 
 
+def reliance_rows(results: Results) -> list[list[Any]]:
+    """Per k, scene_k's drop in bedroom probability without the dog (a property of the models: the same
+    for every method of a run, so the first that has it)."""
+    values = next((r["values"] for r in results.values() if "dog_reliance_1" in r.get("values", {})), None)
+    if values is None:
+        return []
+    return [[k, finite(values.get(f"dog_reliance_{k}"))] for k in SCENE_K]
+
+
 def tcav_rows(result: Mapping[str, Any]) -> list[list[Any]]:
-    """The TCAV score and CAV accuracy of each model, then the contrast with its range over random sets."""
+    """Per model the TCAV score, the random-vs-random score, the permutation test's p and the CAV accuracy;
+    then the contrast with its range over random sets."""
     values = result.get("values", {})
     low, high = uncertainty_bounds(result)
     return [
-        [
-            "obj (dog logit)",
-            finite(values.get("tcav_obj")),
-            finite(values.get("cav_accuracy_obj")),
-            None,
-            None,
-        ],
-        [
-            "scene (bedroom logit)",
-            finite(values.get("tcav_scene")),
-            finite(values.get("cav_accuracy_scene")),
-            None,
-            None,
-        ],
-        ["obj − scene", finite(values.get("tcav")), None, low, high],
+        *(
+            [
+                label,
+                finite(values.get(f"tcav_{name}")),
+                finite(values.get(f"tcav_null_{name}")),
+                finite(values.get(f"p_{name}")),
+                finite(values.get(f"cav_accuracy_{name}")),
+                None,
+                None,
+            ]
+            for name, label in (("obj", "obj (dog logit)"), ("scene", "scene (bedroom logit)"))
+        ),
+        ["obj − scene", finite(values.get("tcav")), None, None, None, low, high],
     ]
 
 
@@ -173,7 +184,9 @@ CHECK_CAPTION = (
     "reaching the recipe's accuracy gate. 'not checked': weights given with --weights."
 )
 SCORE_COLUMNS = ["metric", "method", "value", "CI low", "CI high", "images", "dropped"]
-SCORE_CAPTION = " ".join(f"{text}." for text in RATES.values()) + " CI: 95 % bootstrap over the images."
+SCORE_CAPTION = " ".join(f"{text}." for text in RATES.values()) + (
+    " CI: 95 %, bootstrap over the images for MCS, Wilson's score interval for the rates IDR and IIR."
+)
 
 
 def _score_figure(metric: str, results: Results) -> Figure:
@@ -182,7 +195,8 @@ def _score_figure(metric: str, results: Results) -> Figure:
     fig, ax = figures.new_figure()
     values = [finite(r["value"]) for _, r in shown]
     figures.bars(ax, [label for label, _ in shown], values, low, high, ylabel=metric.split(".")[1].upper())
-    return figures.render(fig, f"{metric} per method", f"{RATES[metric]}; error bars: 95 % bootstrap CI.")
+    kind = "bootstrap CI" if metric == "bam.mcs" else "Wilson interval"
+    return figures.render(fig, f"{metric} per method", f"{RATES[metric]}; error bars: 95 % {kind}.")
 
 
 def _rmcs_blocks(results: Results) -> list[Block]:
@@ -195,6 +209,17 @@ def _rmcs_blocks(results: Results) -> list[Block]:
             "a method following the models should give positive contrasts that decrease with i.",
         )
     ]
+    reliance = reliance_rows(results)
+    if reliance:
+        blocks.append(
+            Table(
+                "Reliance of the scene_k models on the dog",
+                ["k", "drop in p(bedroom) without the dog"],
+                reliance,
+                "RMCS's ground truth: mean over the evaluated dogs in bedrooms of scene_k's bedroom "
+                "probability with the dog minus without it; RMCS assumes it falls as k grows.",
+            )
+        )
     lines = rmcs_lines(results)
     if lines:
         fig, ax = figures.new_figure()
@@ -213,11 +238,13 @@ def _tcav_blocks(results: Results) -> list[Block]:
     blocks: list[Block] = [
         Table(
             "TCAV score of the dog concept",
-            ["model", "TCAV score", "CAV accuracy", "range low", "range high"],
+            ["model", "TCAV score", "random vs random", "p", "CAV accuracy", "range low", "range high"],
             rows,
             "Share of dogs in bedrooms whose target logit rises along the dog concept's activation vector "
-            "(mean over the random sets); the contrast's range is over the random sets. The obj model "
-            "should score higher than the scene model.",
+            "(mean over the random sets); random vs random: the same score for one more random set in "
+            "place of the concept; p: two-sided permutation test of the two (Kim et al. 2018); the "
+            "contrast's range is over the random sets, not a confidence interval. The obj model should "
+            "score higher than the scene model.",
         )
     ]
     shown = [row for row in rows if row[1] is not None]
@@ -227,8 +254,8 @@ def _tcav_blocks(results: Results) -> list[Block]:
             ax,
             [row[0] for row in shown],
             [row[1] for row in shown],
-            [row[3] for row in shown],
-            [row[4] for row in shown],
+            [row[5] for row in shown],
+            [row[6] for row in shown],
             ylabel="TCAV score",
         )
         blocks.append(

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterable
+from itertools import combinations
+from math import comb
 
+import numpy as np
 import torch
 from captum.concept import TCAV, Classifier, Concept
 from torch import nn
@@ -18,6 +21,8 @@ from torch import nn
 CAV_ALPHA = 0.1
 TEST_FRACTION = 0.33
 BATCH_SIZE = 64
+EXACT_PERMUTATIONS = 200_000  # up to this many splits the permutation test enumerates them all
+SIGNIFICANCE = 0.05
 
 
 class LinearSVM(Classifier):
@@ -103,12 +108,15 @@ def tcav_score(
     random_sets: list[torch.Tensor],
     inputs: torch.Tensor,
     *,
+    null_concept: torch.Tensor | None = None,
     seed: int = 0,
 ) -> dict[str, dict[str, float | list[float]]]:
     """Per layer name of `model` (in eval mode): the TCAV score of the concept against each of
     `random_sets` (`scores`, the fraction of `inputs` whose `target` logit has a positive directional
     derivative along the CAV, captum's `sign_count`), their mean (`mean`) and the CAVs' held-out
-    accuracies (`cav_accuracies`).
+    accuracies (`cav_accuracies`). Given `null_concept` (one more random set), also the scores of that
+    random set against each of `random_sets` (`null_scores`): Kim et al.'s (2018, §3.2) reference
+    distribution for the statistical test (`permutation_p_value`).
 
     BAM's concept is dogs in scenes, its random sets scene_only images, its inputs dog_bedroom with
     the dog (obj model) or bedroom (scene model) logit as target; its TCAV contrast is the obj model's
@@ -120,16 +128,56 @@ def tcav_score(
     concept = Concept(0, "concept", torch.split(concept_images, BATCH_SIZE))
     randoms = [Concept(i + 1, f"random{i}", torch.split(r, BATCH_SIZE)) for i, r in enumerate(random_sets)]
     experimental_sets = [[concept, random] for random in randoms]
+    heads = [concept]
+    if null_concept is not None:
+        heads.append(Concept(len(randoms) + 1, "null", torch.split(null_concept, BATCH_SIZE)))
+        experimental_sets += [[heads[1], random] for random in randoms]
     with tempfile.TemporaryDirectory(prefix="attribench-tcav-") as save_path:
         tcav = TCAV(model, layers, classifier=LinearSVM(seed=seed), save_path=save_path)
         scores = tcav.interpret(inputs, experimental_sets, target=target)
         results = {}
         for layer in layers:
-            per_set = [float(scores[f"0-{r.id}"][layer]["sign_count"][0]) for r in randoms]
+            per_head = [
+                [float(scores[f"{head.id}-{r.id}"][layer]["sign_count"][0]) for r in randoms]
+                for head in heads
+            ]
             accuracies = [float(tcav.cavs[f"0-{r.id}"][layer].stats["accs"]) for r in randoms]
             results[layer] = {
-                "scores": per_set,
-                "mean": sum(per_set) / len(per_set),
+                "scores": per_head[0],
+                "mean": sum(per_head[0]) / len(per_head[0]),
                 "cav_accuracies": accuracies,
             }
+            if null_concept is not None:
+                results[layer]["null_scores"] = per_head[1]
     return results
+
+
+def permutation_p_value(
+    scores: Iterable[float], null_scores: Iterable[float], *, seed: int = 0, resamples: int = 10_000
+) -> float:
+    """Two-sided permutation test of equal means: the share of splits of the pooled values into groups of
+    the two sizes whose mean difference is at least as large in absolute value as the observed one.
+
+    Kim et al. (2018) test concept-vs-random TCAV scores against random-vs-random ones with a t-test; this
+    is its distribution-free counterpart (no scipy here). Every split is enumerated when there are at most
+    `EXACT_PERMUTATIONS` (10 + 10 scores: 184 756), so the p-value is exact; otherwise `resamples` random
+    splits drawn with `seed`, and p = (1 + hits) / (1 + resamples).
+    """
+    a, b = np.asarray(list(scores), np.float64), np.asarray(list(null_scores), np.float64)
+    if not len(a) or not len(b):
+        raise ValueError("The permutation test needs at least one score in each group.")
+    pooled, total, n = np.concatenate([a, b]), a.sum() + b.sum(), len(a)
+    observed = abs(a.mean() - b.mean())
+
+    def differences(first: np.ndarray) -> np.ndarray:
+        """|mean of the chosen `first` rows − mean of the rest| per split."""
+        chosen = pooled[first].sum(axis=1)
+        return np.abs(chosen / n - (total - chosen) / len(b))
+
+    tolerance = 1e-12 * max(1.0, observed)  # equal differences must count as "at least as large"
+    if comb(len(pooled), n) <= EXACT_PERMUTATIONS:
+        splits = np.array(list(combinations(range(len(pooled)), n)), dtype=np.int64)
+        return float(np.mean(differences(splits) >= observed - tolerance))
+    rng = np.random.default_rng(seed)
+    splits = np.argsort(rng.random((resamples, len(pooled))), axis=1)[:, :n]
+    return float((1 + np.sum(differences(splits) >= observed - tolerance)) / (1 + resamples))
