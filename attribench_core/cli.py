@@ -405,7 +405,10 @@ def _print_outcome(outcome: Any) -> None:
         )
     notes = [f"interval: {', '.join(sorted(kinds))}"] if kinds else []
     if small:
-        notes.append(f"* n < {SMALL_N}: too few images for the interval to be reliable (raise --num-imgs)")
+        notes.append(
+            f"* n < {SMALL_N}: too few images evaluated for the interval to be reliable "
+            "(raise --num-imgs, or see why images were skipped)"
+        )
     table.caption = "; ".join(notes) or None
     console = _console()
     console.print(table)
