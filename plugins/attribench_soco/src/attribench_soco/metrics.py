@@ -63,8 +63,8 @@ class Evaluated:
 class SweepWork:
     """One batch of a sweep as the run's executor hands it to a worker: the metric (class and options), the
     batch's first dataset index (its seed), the images swept, their maps `[B,H,W]`, the classes the maps
-    explain (stored with the attributions) and the map transform
-    (a picklable function, e.g. a `functools.partial`, or None). The worker loads the images itself."""
+    explain (stored with the attributions) and the map transform (a picklable function, e.g. a
+    `functools.partial`, or None). The worker loads the images itself."""
 
     metric: type[SocoMetric]
     options: dict[str, Any]
@@ -374,16 +374,18 @@ class Completeness(SocoMetric):
             np.concatenate(evaluated.extra, axis=1) if evaluated.extra else np.zeros((len(thresholds), 0))
         )
         result.curves["removed"] = Curve("attribution threshold", thresholds, removed.mean(axis=1).tolist())
-        accuracy = wilson_ci(int(correct[0].sum()), correct.shape[1]) if correct.size else wilson_ci(0, 0)
         result.values["accuracy"] = float(correct[0].mean()) if correct.size else float("nan")
-        result.values.update(accuracy_low=accuracy.low, accuracy_high=accuracy.high)  # a rate: Wilson
+        accuracy = wilson_ci(int(correct[:1].sum()), correct.shape[1])  # a rate: Wilson's interval
+        result.values.update(accuracy_low=accuracy.low, accuracy_high=accuracy.high)
         return result
 
 
 class Soundness(SocoMetric):
     """Soundness (Algorithm 3): add the top-attributed pixels back 1 % at a time (LeRF, removal ratio 0.98 →
-    0.03); attribution added at a step where accuracy rose by less than 0.01 counts as false; per image,
-    soundness = (kept − false attribution) / kept. Value: the mean over the sweep and the images."""
+    0.03); attribution added at a step where accuracy rose by less than ε = 0.01 counts as false, judged
+    exactly on counts (Δcorrect < ε·N, `functional.false_steps`); per image, soundness = (kept − false
+    attribution) / kept. Value: the mean over the sweep and the images; its interval is a bootstrap over
+    images that takes the step decisions again on every resample."""
 
     higher_is_better = True
     plotted = "soundness_vs_accuracy"
