@@ -230,6 +230,8 @@ def _validate(maps: np.ndarray):
 
 def test_validate_reports_the_minimal_distances_between_the_curves_it_returns():
     result = _validate(_maps(1.0, 0.5, n=2))
+    # Table 1's Deletion is SoCo's accuracy sweep (0.1 … 0.9 removed), not Petsiuk et al.'s game
+    assert result.curves["deletion_original"].x == list(functional.AREA_RATIOS)
     for name in validation.COMPARED:
         per_scheme = [
             functional.minimal_hausdorff(
