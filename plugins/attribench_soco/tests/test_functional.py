@@ -3,6 +3,8 @@ judgement, the curve summary and the Hausdorff distances."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -56,17 +58,36 @@ def test_soundness_accounting_and_judgement_by_hand():
     accounting = functional.soundness_accounting(maps, order, (0.8, 0.7, 0.6, 0.5))
     np.testing.assert_allclose(accounting.kept[:, 0], [1.4, 1.7, 1.9, 2.0])
     np.testing.assert_allclose(accounting.added[:, 0], [1.4, 0.3, 0.2, 0.1])
-    # accuracy 0.5 (first step, never judged), 0.8 (rose), 0.805 (rose < 0.01: false), 0.6 (fell: false)
-    flagged = functional.false_steps(np.array([0.5, 0.8, 0.805, 0.6]))
+    # 200 images: 100 correct (first step, never judged), 160 (rose), 161 (rose by 1 < 0.01·200: false),
+    # 120 (fell: false)
+    flagged = functional.false_steps(np.array([100, 160, 161, 120]), 200)
     assert flagged.tolist() == [False, False, True, True]
     ratios = functional.soundness_ratios(accounting, flagged)[:, 0]
     np.testing.assert_allclose(ratios, [1.0, 1.0, (1.9 - 0.2) / 1.9, (2.0 - 0.3) / 2.0])
 
 
+# accuracy levels k/100 at which the float test k/100 − (k−1)/100 < 0.01 held: a rise of exactly one image
+# (from k−1 to k correct out of 100) was judged false
+FLOAT_FALSE_AT = (3, 6, 8, 9, 11, 12, 15, 18, 21, 24, 29, 35, 41, 47, 57, 69, 82, 94)
+
+
+def test_soundness_judges_counts_so_a_one_image_rise_is_real_at_every_level():
+    # N = 100, ε = 0.01: a rise of exactly one image is ε·N, not below it, so it is never false; no rise is
+    assert [k for k in range(1, 100) if k / 100 - (k - 1) / 100 < 0.01] == list(FLOAT_FALSE_AT)
+    for k in range(1, 100):  # FLOAT_FALSE_AT among them; no start level, so every step is judged
+        flagged = functional.false_steps(np.array([k - 1, k, k]), 100, start=Fraction(0))
+        assert flagged.tolist() == [False, False, True], k
+    # at 200 images ε·N = 2: a one-image rise is false, a two-image rise is real
+    assert functional.false_steps(np.array([56, 57, 59]), 200).tolist() == [False, True, False]
+    with pytest.raises(TypeError, match="counts of correct images"):
+        functional.false_steps(np.array([0.5, 0.6]), 100)
+
+
 def test_steps_at_chance_level_are_not_judged_and_scores_are_judged_per_sample():
-    assert functional.false_steps(np.array([0.02, 0.03, 0.5, 0.5])).tolist() == [False, False, False, True]
+    # 100 images: 2, 3 and 4 correct are at or below START = 0.04 (never judged); 50 → 50 is false
+    assert functional.false_steps(np.array([2, 3, 4, 50, 50]), 100).tolist() == [False] * 4 + [True]
     scores = np.array([[1.0, 1.0], [2.0, 1.0], [2.0, 3.0]])  # [T, N]
-    assert functional.false_steps(scores, start=None).tolist() == [
+    assert functional.false_score_steps(scores).tolist() == [
         [False, False],
         [False, True],
         [True, False],
@@ -92,3 +113,29 @@ def test_hausdorff_distances_by_hand():
     assert functional.hausdorff(b, a) == functional.hausdorff(a, b)
     c = a + np.array([0.0, 0.1])
     assert functional.minimal_hausdorff([a, b, c]) == pytest.approx(0.1)
+
+
+def test_rise_kernel_is_scipys_gaussian_filter_of_an_impulse():
+    # scipy.ndimage.gaussian_filter(impulse 11×11, 5) (scipy 1.17.1): centre, corner, sum
+    kernel = functional.rise_kernel()
+    assert kernel.shape == (11, 11) and kernel.sum() == pytest.approx(1.0)
+    assert kernel[5, 5] == pytest.approx(0.008832628216191647, abs=1e-15)
+    assert kernel[0, 0] == pytest.approx(0.007736635408576913, abs=1e-15)
+
+
+def test_blur_convolves_each_channel_with_zero_padding():
+    images = torch.zeros(1, 2, 11, 11, dtype=torch.float64)
+    images[0, 1, 5, 5] = 1.0  # an impulse in channel 1 becomes the kernel there; channel 0 stays 0
+    blurred = functional.blur(images)
+    np.testing.assert_allclose(blurred[0, 1].numpy(), functional.rise_kernel(), atol=1e-15)
+    assert blurred[0, 0].abs().max() == 0
+    ones = functional.blur(torch.ones(1, 1, 11, 11, dtype=torch.float64))
+    assert ones[0, 0, 5, 5] == pytest.approx(1.0) and ones[0, 0, 0, 0] < 0.5  # zero padding darkens borders
+
+
+def test_rise_steps_and_area_under_the_curve_by_hand():
+    assert functional.rise_counts(50176) == [224 * i for i in range(225)]  # RISE on 224²: 224 steps of 224
+    assert functional.rise_counts(10, 4) == [0, 3, 6, 9, 10]  # step ⌈10/4⌉ = 3, ⌈10/3⌉ = 4 steps
+    # trapezoids over 4 equal intervals: (1 + 0.5)/2 + (0.5 + 0.5)/2 + (0.5 + 0)/2 + 0 = 1.5, over 4
+    curve = np.array([[1.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0], [0.0, 1.0]])
+    np.testing.assert_allclose(functional.rise_auc(curve), [1.5 / 4, (0 + 0.5 + 1 + 1) / 4])

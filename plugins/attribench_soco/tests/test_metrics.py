@@ -11,10 +11,21 @@ import numpy as np
 import pytest
 import torch
 from attribench_soco import functional, validation
-from attribench_soco.metrics import Completeness, Deletion, Insertion, Road, Soundness
+from attribench_soco.metrics import (
+    Completeness,
+    Deletion,
+    DeletionAccuracy,
+    Evaluated,
+    Insertion,
+    InsertionAccuracy,
+    Road,
+    Soundness,
+)
 from attribench_soco.modify import SCHEMES
+from attribench_soco.sweeps import Outcomes
 
 from attribench_core.dataset import Batch
+from attribench_core.result import wilson_ci
 from attribench_core.store import Stored
 
 SIDE = 10
@@ -97,21 +108,102 @@ def test_completeness_is_the_share_of_thresholds_that_remove_the_key():
     assert result.value == pytest.approx(4 / 9)
     np.testing.assert_allclose(result.curves["removed"].y, [0.04] * 5 + [0.08] * 4)
     assert result.values["accuracy"] == 1.0
+    wilson = wilson_ci(3, 3)  # the accuracy is a rate: Wilson's interval, not a point at 3/3
+    assert (result.values["accuracy_low"], result.values["accuracy_high"]) == (wilson.low, wilson.high)
+    assert result.values["accuracy_low"] < 1.0
     assert Completeness(noise=0.0).compute(HandContext(_maps(1.0, 0.0)), "e").value == 1.0
 
 
-def test_deletion_insertion_and_road_by_area():
+def test_accuracy_deletion_insertion_and_road_by_area():
     # the key holds the 4 most attributed pixels: MoRF removes it at every ratio (≥ 10 pixels), LeRF never
     ctx = HandContext(_maps(1.0, 0.0))
-    assert Deletion().compute(ctx, "e").curves["deletion"].y == [0.0] * 9
-    assert Insertion().compute(ctx, "e").curves["insertion"].y == [1.0] * 9
+    assert DeletionAccuracy().compute(ctx, "e").curves["deletion_accuracy"].y == [0.0] * 9
+    assert InsertionAccuracy().compute(ctx, "e").curves["insertion_accuracy"].y == [1.0] * 9
     road = Road(noise=0.0).compute(ctx, "e")
     assert road.curves["morf"].y == [0.0] * 9 and road.curves["lerf"].y == [1.0] * 9
     assert road.value == 1.0
     # attribution on the patch only: MoRF removes the patch, then unattributed pixels in random order; the
     # key survives the first steps on some images, so deletion ranks this map below the key's (0)
-    on_patch = Deletion().compute(HandContext(_maps(0.0, 1.0)), "e")
-    assert on_patch.curves["deletion"].y[0] > 0 and on_patch.value > 0
+    on_patch = DeletionAccuracy().compute(HandContext(_maps(0.0, 1.0)), "e")
+    assert on_patch.curves["deletion_accuracy"].y[0] > 0 and on_patch.value > 0
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + np.exp(-x))
+
+
+def test_petsiuk_deletion_by_hand():
+    # 4 steps of ⌈100/4⌉ = 25 pixels: 0, 25, 50, 75, 100 deleted. The key (the top 4) goes in the first step.
+    # KeyModel's class-1 probability is σ(2m − 1), m the key's mean: σ(1) intact, then σ(−1) with 0 fill,
+    # σ(2·0.04 − 1) with the image's mean colour (4 white pixels of 100) as fill
+    ctx = HandContext(_maps(1.0, 0.0))
+    result = Deletion(steps=4).compute(ctx, "e")
+    expected = [sigmoid(1)] + [sigmoid(-1)] * 4
+    np.testing.assert_allclose(result.curves["deletion"].y, expected)
+    assert result.curves["deletion"].x == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert result.value == pytest.approx((sigmoid(1) / 2 + 3.5 * sigmoid(-1)) / 4)  # trapezoids over 4
+    mean_fill = Deletion(steps=4, fill="mean").compute(ctx, "e").curves["deletion"].y
+    np.testing.assert_allclose(mean_fill, [sigmoid(1)] + [sigmoid(2 * 0.04 - 1)] * 4)
+
+
+def test_petsiuk_insertion_starts_from_rises_blurred_canvas_by_hand():
+    # nothing inserted: the whole image is RISE's blur; the key's pixel (r, c) there is the sum of the kernel
+    # over the key's offsets (the kernel is symmetric). Inserting the top 25 restores the key: σ(1).
+    kernel = functional.rise_kernel()
+    key = [(r, c) for r in (2, 3) for c in (2, 3)]
+    blurred = np.mean([sum(kernel[5 + r2 - r, 5 + c2 - c] for r2, c2 in key) for r, c in key])
+    result = Insertion(steps=4).compute(HandContext(_maps(1.0, 0.0)), "e")
+    expected = [sigmoid(2 * blurred - 1)] + [sigmoid(1)] * 4
+    np.testing.assert_allclose(result.curves["insertion"].y, expected, rtol=1e-6)
+    assert result.value == pytest.approx((expected[0] / 2 + 3.5 * sigmoid(1)) / 4, rel=1e-6)
+    assert result.curves["insertion"].x_name == "fraction of pixels inserted"
+    zero = Insertion(steps=4, fill="zero").compute(HandContext(_maps(1.0, 0.0)), "e")
+    np.testing.assert_allclose(zero.curves["insertion"].y, [sigmoid(-1)] + [sigmoid(1)] * 4, rtol=1e-6)
+
+
+def _evaluated(correct: np.ndarray) -> Evaluated:
+    """A soundness sweep's outcomes without a model: `correct[T, N]`, every image adding 1 attribution per
+    step (kept = t + 1), so each image's soundness depends on the dataset's step decisions only."""
+    steps, n = correct.shape
+    kept = np.repeat(np.arange(1.0, steps + 1)[:, None], n, axis=1)
+    accounting = functional.SoundnessAccounting(kept, np.ones_like(kept))
+    zeros = np.zeros(correct.shape)
+    return Evaluated(Outcomes(correct, zeros, zeros), np.arange(n), [accounting], {})
+
+
+def _soundness_value(false: set[int], steps: int = 96) -> float:
+    """The mean soundness over the steps when the steps in `false` were judged false (kept = t + 1)."""
+    accumulated = np.cumsum([t in false for t in range(steps)])
+    return float(np.mean([(t + 1 - accumulated[t]) / (t + 1) for t in range(steps)]))
+
+
+def test_soundness_judges_a_one_image_rise_real_at_every_accuracy_level():
+    # 100 images, 10 + t correct at step t (a rise of exactly one image per step up to 100 at t = 90, then
+    # none): no rise is below ε·N = 1, so only the last 5 steps are false. On float accuracies the rises
+    # into 11, 12, 15, 18, 21, 24, 29, 35, 41, 47, 57, 69, 82, 94 correct were judged false as well.
+    steps = len(functional.SOUNDNESS_RATIOS)
+    counts = np.minimum(10 + np.arange(steps), 100)
+    correct = np.arange(100)[None, :] < counts[:, None]
+    result = Soundness().score(HandContext(_maps(1.0, 0.0)), "e", _evaluated(correct))
+    assert result.values["false_steps"] == 5
+    assert result.value == pytest.approx(_soundness_value(set(range(91, 96))))
+    assert result.curves["accuracy"].y == (counts / 100).tolist()
+
+
+def test_soundness_interval_takes_the_step_decisions_again_on_each_resample():
+    # 100 images, 50 correct at step 0 and 51 (image 50 too) from step 1 on: step 1's rise of one image is
+    # real (1 ≥ ε·N) when image 50 is in the resample, false when it is not (probability 0.99^100 ≈ 0.37);
+    # later steps do not rise (false). Every image has the same soundness, so holding the decisions fixed
+    # gives the point [value, value]; redone per resample the interval spans both outcomes.
+    steps = len(functional.SOUNDNESS_RATIOS)
+    correct = np.zeros((steps, 100), bool)
+    correct[:, :50] = True
+    correct[1:, 50] = True
+    result = Soundness().score(HandContext(_maps(1.0, 0.0)), "e", _evaluated(correct))
+    real, false = _soundness_value(set(range(2, steps))), _soundness_value(set(range(1, steps)))
+    assert result.value == pytest.approx(real)
+    assert result.uncertainty.kind == "bootstrap_ci95"
+    assert result.uncertainty.low == pytest.approx(false) and result.uncertainty.high == pytest.approx(real)
 
 
 def test_nonfinite_attributions_are_skipped_with_a_reason():
@@ -138,6 +230,8 @@ def _validate(maps: np.ndarray):
 
 def test_validate_reports_the_minimal_distances_between_the_curves_it_returns():
     result = _validate(_maps(1.0, 0.5, n=2))
+    # Table 1's Deletion is SoCo's accuracy sweep (0.1 … 0.9 removed), not Petsiuk et al.'s game
+    assert result.curves["deletion_original"].x == list(functional.AREA_RATIOS)
     for name in validation.COMPARED:
         per_scheme = [
             functional.minimal_hausdorff(

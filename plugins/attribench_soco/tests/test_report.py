@@ -18,7 +18,16 @@ from attribench_core.runner import RunRequest, run
 from attribench_core.store import AttributionStore
 from attribench_core.testing import plugin_registry
 
-METRICS = ("soundness", "completeness", "road", "deletion", "insertion", "validate")
+METRICS = (
+    "soundness",
+    "completeness",
+    "road",
+    "deletion",
+    "insertion",
+    "deletion_accuracy",
+    "insertion_accuracy",
+    "validate",
+)
 EXPLAINERS = ("methods.gradient", "methods.random")
 ORDER = ("completeness", "soundness", "road", "deletion")  # the table's columns
 TITLES = {
@@ -30,8 +39,10 @@ TITLES = {
     "SoCo: ROAD, Deletion and Insertion": [
         "ROAD MoRF (soco.road)",
         "ROAD LeRF (soco.road)",
-        "Deletion (soco.deletion)",
-        "Insertion (soco.insertion)",
+        "Deletion (Petsiuk et al.) (soco.deletion)",
+        "Insertion (Petsiuk et al.) (soco.insertion)",
+        "Deletion (SoCo's, accuracy) (soco.deletion_accuracy)",
+        "Insertion (accuracy) (soco.insertion_accuracy)",
     ],
     "SoCo: validation (Table 1 and the linear test)": [
         "Hausdorff distances (soco.validate)",

@@ -15,8 +15,10 @@ LENGTHS = {
     "soco.soundness": {"soundness": 96, "accuracy": 96, "soundness_vs_accuracy": 96},
     "soco.completeness": {"completeness": 9, "removed": 9},
     "soco.road": {"morf": 9, "lerf": 9},
-    "soco.deletion": {"deletion": 9},
-    "soco.insertion": {"insertion": 9},
+    "soco.deletion": {"deletion": 206},  # RISE's 224 steps on 32²: ⌈1024/5⌉ = 205 steps of 5 pixels
+    "soco.insertion": {"insertion": 206},
+    "soco.deletion_accuracy": {"deletion_accuracy": 9},
+    "soco.insertion_accuracy": {"insertion_accuracy": 9},
 }
 
 

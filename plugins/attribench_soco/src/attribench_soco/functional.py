@@ -1,6 +1,7 @@
 """The maths of SoCo's metrics as pure functions on arrays (no models, no images): removal orders and masks,
 the soundness accounting (Algorithm 3), completeness (Algorithm 4), the curve summaries and the Hausdorff
-distance between curves (Table 1).
+distance between curves (Table 1), and Petsiuk et al.'s Deletion and Insertion (RISE, BMVC 2018): their
+step schedule, blurred canvas and area under the curve.
 
 Conventions: a saliency map is non-negative and 2-D per sample (`maps.saliency`), flattened here to `[N, P]`
 features. A removal ratio r removes `int(P·r)` features; "by area" counts features, "by value" thresholds
@@ -10,6 +11,7 @@ the normalised attribution.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -18,8 +20,12 @@ import torch
 SOUNDNESS_RATIOS = tuple(np.round(np.arange(0.98, 0.025, -0.01), 5).tolist())  # 96 ratios, 0.98 … 0.03
 COMPLETENESS_THRESHOLDS = tuple(np.round(np.arange(0.9, 0.05, -0.1), 5).tolist())  # 0.9 … 0.1
 AREA_RATIOS = tuple(np.round(np.arange(0.1, 0.95, 0.1), 5).tolist())  # ROAD, Deletion, Insertion: 0.1 … 0.9
-EPSILON = 0.01  # an accuracy rise below this does not count as "the added features were predictive"
-START = 0.04  # below this accuracy no step is judged (the original's cls_result_start)
+# exact fractions: the judgement compares counts of correct images, never floating-point accuracies
+EPSILON = Fraction(
+    1, 100
+)  # an accuracy rise below this does not count as "the added features were predictive"
+START = Fraction(4, 100)  # at or below this accuracy no step is judged (the original's cls_result_start)
+SCORE_EPSILON = 0.01  # the same rule on a real-valued score (the label's logit, per sample)
 
 
 def removed_count(size: int, ratio: float) -> int:
@@ -93,17 +99,35 @@ def soundness_accounting(
     return SoundnessAccounting(kept, kept - kept_sums(maps, order, ratios, previous=True))
 
 
-def false_steps(performance: np.ndarray, epsilon: float = EPSILON, start: float | None = START) -> np.ndarray:
-    """Boolean, shaped like `performance` `[T]` (dataset accuracy) or `[T, N]` (a per-sample score): whether
-    step t's newly added features count as false attribution, i.e. performance rose by less than
-    `epsilon` over step t−1 (the sweep starts from 0). With `start`, steps whose performance is not above
-    it are never judged (too close to chance to tell)."""
-    performance = np.asarray(performance, dtype=np.float64)
-    previous = np.concatenate([np.zeros_like(performance[:1]), performance[:-1]])
-    flagged = performance - previous < epsilon
-    if start is not None:
-        flagged &= performance > start
-    return flagged
+def false_steps(
+    correct: np.ndarray, n: int, epsilon: Fraction = EPSILON, start: Fraction = START
+) -> np.ndarray:
+    """Boolean `[T]`: whether step t's newly added features count as false attribution, judged on the
+    number of correctly classified images `correct[t]` out of `n` (dataset accuracy `correct/n`).
+
+    Rule, in exact integer arithmetic: false iff Δcorrect = correct[t] − correct[t−1] < ε·n (the sweep
+    starts from 0 correct), i.e. Δcorrect·q < p·n for ε = p/q; with `start` = s/r, steps with
+    correct[t]·r ≤ s·n (accuracy not above s: too close to chance to tell) are never judged. At n = 100 and
+    ε = 0.01 a rise of exactly one image is real at every level; the same test on float accuracies k/n
+    calls it false at k = 3, 6, 8, 9, 11, … where (k+1)/100 − k/100 rounds below 0.01 (Li, Zhang et al.
+    2024, Algorithm 3, states the rule on accuracies)."""
+    correct = np.asarray(correct)
+    if not np.issubdtype(correct.dtype, np.integer):
+        raise TypeError(f"false_steps judges counts of correct images; got {correct.dtype} values.")
+    correct = correct.astype(np.int64)
+    previous = np.concatenate([np.zeros(1, np.int64), correct[:-1]])
+    rose_enough = (correct - previous) * epsilon.denominator >= epsilon.numerator * n
+    above_start = correct * start.denominator > start.numerator * n
+    return ~rose_enough & above_start
+
+
+def false_score_steps(score: np.ndarray, epsilon: float = SCORE_EPSILON) -> np.ndarray:
+    """Boolean `[T, N]`: per sample, whether step t's added features count as false attribution because the
+    sample's own score (a real-valued logit) rose by less than `epsilon` over step t−1 (from 0); the
+    original's "PredScore" indicator, never gated by a start level."""
+    score = np.asarray(score, dtype=np.float64)
+    previous = np.concatenate([np.zeros_like(score[:1]), score[:-1]])
+    return score - previous < epsilon
 
 
 def soundness_ratios(accounting: SoundnessAccounting, flagged: np.ndarray) -> np.ndarray:
@@ -140,3 +164,47 @@ def minimal_hausdorff(curves: list[np.ndarray]) -> float:
     """Table 1's figure: the smallest Hausdorff distance between any two of `curves` (near 0: two of them
     overlap, so the metric cannot tell those attributions apart)."""
     return min(hausdorff(p, q) for i, p in enumerate(curves) for q in curves[i + 1 :])
+
+
+# RISE's insertion canvas (Petsiuk et al. 2018, evaluation code): the image convolved with an 11×11 kernel
+# made by scipy's gaussian_filter(σ = 5) of a centred unit impulse, zero padding
+BLUR_SIZE, BLUR_SIGMA = 11, 5.0
+RISE_STEPS = 224  # RISE's step: 224 pixels of a 224×224 image, i.e. 224 steps
+
+
+def rise_kernel(size: int = BLUR_SIZE, sigma: float = BLUR_SIGMA) -> np.ndarray:
+    """`[size, size]`: scipy's `gaussian_filter(impulse, sigma)` (truncate 4, mode "reflect") rebuilt in
+    numpy: the normalised Gaussian of radius int(4σ + 0.5), correlated with the centred impulse padded by
+    half-sample reflection, along each axis (so the kernel sums to 1 and is an outer product)."""
+    radius = int(4.0 * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 * x * x / (sigma * sigma))
+    weights /= weights.sum()
+    impulse = np.zeros(size)
+    impulse[size // 2] = 1.0
+    line = np.correlate(np.pad(impulse, radius, mode="symmetric"), weights, mode="valid")
+    return np.outer(line, line)
+
+
+def blur(images: torch.Tensor, size: int = BLUR_SIZE, sigma: float = BLUR_SIGMA) -> torch.Tensor:
+    """RISE's blurred canvas of `images` `[B,C,H,W]`: each channel convolved with `rise_kernel`, zero padding
+    of size//2 (the original convolves the normalised image, where 0 is the mean colour; here 0 is the
+    model's input 0)."""
+    kernel = torch.as_tensor(rise_kernel(size, sigma), dtype=images.dtype, device=images.device)
+    channels = images.shape[1]
+    weight = kernel.expand(channels, 1, size, size)
+    return torch.nn.functional.conv2d(images, weight, padding=size // 2, groups=channels)
+
+
+def rise_counts(size: int, steps: int = RISE_STEPS) -> list[int]:
+    """Features deleted (or inserted) before each evaluation of RISE's game on `size` features: `step` =
+    ⌈size/steps⌉ per step, n = ⌈size/step⌉ steps, counts min(i·step, size) for i = 0 … n (n + 1 points)."""
+    step = -(-size // steps)
+    return [min(i * step, size) for i in range(-(-size // step) + 1)]
+
+
+def rise_auc(curve: np.ndarray) -> np.ndarray:
+    """RISE's area under a curve `[T, ...]` of T equally spaced points on [0, 1]: the trapezoidal rule,
+    (Σ y − y₀/2 − y_last/2) / (T − 1)."""
+    curve = np.asarray(curve, dtype=np.float64)
+    return (curve.sum(axis=0) - curve[0] / 2 - curve[-1] / 2) / (len(curve) - 1)

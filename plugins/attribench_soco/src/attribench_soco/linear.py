@@ -59,9 +59,9 @@ def evaluate(x: torch.Tensor, sign: torch.Tensor, maps: torch.Tensor, generator:
     ratios = functional.SOUNDNESS_RATIOS
     score = functional.kept_sums(contribution, order, ratios)  # [T, N], the label's logit at each step
     accounting = functional.soundness_accounting(maps, order, ratios)
-    accuracy = (score > 0).mean(axis=1)
-    by_score = functional.soundness_ratios(accounting, functional.false_steps(score, start=None))
-    by_accuracy = functional.soundness_ratios(accounting, functional.false_steps(accuracy))
+    by_score = functional.soundness_ratios(accounting, functional.false_score_steps(score))
+    correct = (score > 0).sum(axis=1)
+    by_accuracy = functional.soundness_ratios(accounting, functional.false_steps(correct, len(x)))
     drops = []
     for threshold in functional.COMPLETENESS_THRESHOLDS:
         removed = functional.removed_by_value(maps, threshold)

@@ -1,5 +1,6 @@
 """SoCo's metrics as attribench `Metric`s: soundness and completeness (Li, Zhang et al. 2024) and the
-order-based comparators ROAD (MoRF and LeRF), Deletion and Insertion, on any (dataset, model) pair.
+order-based comparators ROAD (MoRF and LeRF), the paper's accuracy Deletion and Insertion, and Petsiuk et
+al.'s Deletion and Insertion (RISE, BMVC 2018), on any (dataset, model) pair (by default BAM's object model).
 
 Each reads the stored attributions, reduces them to SoCo's non-negative 2-D maps (`maps.saliency`), sweeps
 the removal steps batch by batch on the device (`sweeps.sweep`), and turns the per-image outcomes into
@@ -9,7 +10,7 @@ summary of its curve (the mean over the sweep), not a figure of the paper.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,23 +19,24 @@ import torch
 
 from attribench_core.metric import Metric, MetricContext
 from attribench_core.params import Param
-from attribench_core.result import Curve, Result, mean_result
+from attribench_core.result import Curve, Result, bootstrap_interval, mean_result, wilson_ci
 from attribench_core.seeding import derive_seed
 
 from . import functional
 from .maps import saliency
-from .sweeps import Outcomes, sweep
+from .sweeps import CANVASES, Outcomes, sweep
 
 # the default (dataset, model) pair of each --on value
 PAIRS = {
     "smerf": ("smerf.simple_fr", "smerf.simple_fr"),
     "bam": ("bam.obj", "bam.obj"),
 }
+DEFAULT_PAIR = "bam"  # on SMERF's black background a 0 fill changes nothing and IG's maps are mostly 0
 OPTIONS = (
     Param(
         "on",
-        "smerf",
-        "default pair: smerf (Simple-FR CNN) or bam (object model); your own: --images DIR --model ...",
+        DEFAULT_PAIR,
+        "default pair: bam (object model) or smerf (Simple-FR CNN); your own: --images DIR --model ...",
         str,
         tuple(PAIRS),
     ),
@@ -60,14 +62,16 @@ class Evaluated:
 @dataclass(frozen=True)
 class SweepWork:
     """One batch of a sweep as the run's executor hands it to a worker: the metric (class and options), the
-    batch's first dataset index (its seed), the images swept, their maps `[B,H,W]` and the map transform
-    (a picklable function, e.g. a `functools.partial`, or None). The worker loads the images itself."""
+    batch's first dataset index (its seed), the images swept, their maps `[B,H,W]`, the classes the maps
+    explain (stored with the attributions) and the map transform (a picklable function, e.g. a
+    `functools.partial`, or None). The worker loads the images itself."""
 
     metric: type[SocoMetric]
     options: dict[str, Any]
     first: int
     index: np.ndarray
     maps: np.ndarray
+    target: np.ndarray
     transform: Transform | None
 
 
@@ -91,8 +95,7 @@ class SocoMetric(Metric):
     category = "faithfulness"
     options = OPTIONS
     num_imgs = 100
-    dataset = PAIRS["smerf"][0]
-    model = PAIRS["smerf"][1]
+    dataset, model = PAIRS[DEFAULT_PAIR]
     fill: ClassVar[str] = "impute"
     plotted: ClassVar[str]  # the curve the paper plots, compared in Table 1
 
@@ -117,7 +120,8 @@ class SocoMetric(Metric):
             if keep.any():
                 maps = saliency(torch.from_numpy(stored.attribution[keep])).numpy()
                 first = int(stored.index[0])
-                yield SweepWork(type(self), self.opts, first, stored.index[keep], maps, transform)
+                target = np.asarray(stored.target)[keep]
+                yield SweepWork(type(self), self.opts, first, stored.index[keep], maps, target, transform)
 
     def evaluate(self, ctx: MetricContext, explainer: str, transform: Transform | None = None) -> Evaluated:
         """Sweep every batch of the evaluated images through the run's executor (`sweep_batch` on a worker,
@@ -128,7 +132,7 @@ class SocoMetric(Metric):
         return Evaluated(
             Outcomes.concatenate([s.outcomes for s in swept])
             if swept
-            else Outcomes(np.zeros((0, 0), bool), np.zeros((0, 0))),
+            else Outcomes(np.zeros((0, 0), bool), np.zeros((0, 0)), np.zeros((0, 0))),
             np.concatenate(index) if index else np.zeros(0, np.int64),
             [s.aside for s in swept],
             {NONFINITE: dropped} if dropped else {},
@@ -149,6 +153,7 @@ class SocoMetric(Metric):
             batch.images.to(ctx.device),
             batch.labels.to(ctx.device),
             (r.view(maps.shape) for r in removals),
+            targets=torch.as_tensor(work.target, dtype=torch.long, device=ctx.device),
             fill=self.fill,
             noise=self.opts["noise"],
             generator=generator,
@@ -157,8 +162,9 @@ class SocoMetric(Metric):
 
     def steps(
         self, maps: torch.Tensor, rank: torch.Tensor, order: torch.Tensor
-    ) -> tuple[list[torch.Tensor], Any]:
-        """The removal masks `[B, P]` of the sweep, and anything the metric keeps for later."""
+    ) -> tuple[Iterable[torch.Tensor], Any]:
+        """The removal masks `[B, P]` of the sweep (any iterable: made as the sweep consumes them), and
+        anything the metric keeps for later."""
         raise NotImplementedError
 
     def compute(self, ctx: MetricContext, explainer: str) -> Result:
@@ -202,18 +208,48 @@ class AreaSweep(SocoMetric):
         return self.ratios()
 
 
-class Deletion(AreaSweep):
-    """Deletion (MoRF by area, removed pixels set to 0): a faithful map makes accuracy fall fast."""
+def fill_option(default: str) -> Param:
+    """The `fill` option of Deletion and Insertion: what removed (not yet inserted) pixels become."""
+    return Param(
+        "fill", default, "removed pixels become: zero (input 0), mean (image's colour) or blur", str, CANVASES
+    )
+
+
+def rise_options(fill: str) -> tuple[Param, ...]:
+    """Options of Petsiuk et al.'s games: the pair, the fill (RISE: 0 for deletion, blur for insertion) and
+    the number of steps."""
+    steps = Param(
+        "steps", functional.RISE_STEPS, "steps of the game (RISE: 224, i.e. 224 pixels of 224²)", int
+    )
+    return (*OPTIONS, fill_option(fill), steps)
+
+
+class CanvasFill:
+    """Mixin: the sweep fills removed pixels with the canvas named by the `fill` option (`sweeps.canvas`)."""
+
+    opts: dict[str, Any]
+
+    @property
+    def fill(self) -> str:
+        return self.opts["fill"]
+
+
+class DeletionAccuracy(CanvasFill, AreaSweep):
+    """SoCo's Deletion comparator (its `deletion.yaml`: MoRF by area, removed pixels set to 0, accuracy): a
+    faithful map makes accuracy fall fast. Not Petsiuk et al.'s Deletion (`Deletion`)."""
 
     higher_is_better = False
-    order, fill, plotted, summary = "morf", "zero", "deletion", "deletion_mean_accuracy"
+    options = (*OPTIONS, fill_option("zero"))
+    order, plotted, summary = "morf", "deletion_accuracy", "deletion_mean_accuracy"
 
 
-class Insertion(AreaSweep):
-    """Insertion: only the top-attributed fraction is kept (the rest set to 0); accuracy should rise fast."""
+class InsertionAccuracy(CanvasFill, AreaSweep):
+    """The insertion counterpart of `DeletionAccuracy`: only the top-attributed fraction is kept, the rest
+    filled; accuracy should rise fast. Not Petsiuk et al.'s Insertion (`Insertion`)."""
 
     higher_is_better = True
-    order, fill, plotted, summary = "lerf", "zero", "insertion", "insertion_mean_accuracy"
+    options = (*OPTIONS, fill_option("zero"))
+    order, plotted, summary = "lerf", "insertion_accuracy", "insertion_mean_accuracy"
     x_name = "fraction of pixels inserted"
 
     def x_values(self) -> tuple[float, ...]:
@@ -221,6 +257,61 @@ class Insertion(AreaSweep):
 
     def ratios(self) -> tuple[float, ...]:
         return tuple(round(1 - r, 5) for r in functional.AREA_RATIOS)
+
+
+class RiseGame(CanvasFill, SocoMetric):
+    """Petsiuk et al.'s causal metrics (RISE, BMVC 2018, and its evaluation code): pixels go in order of
+    decreasing attribution (ties in random order), `step` = ⌈P/steps⌉ at a time; after every step, the
+    softmax probability of the class the map explains (the model's prediction, as RISE) is recorded, from
+    the untouched start to the finished game (n + 1 points). Value: the mean over images of the area under
+    that curve (RISE's trapezoidal `auc`)."""
+
+    mode: ClassVar[str]  # "deletion" or "insertion": its curve's name
+    x_name: ClassVar[str]
+
+    def steps(self, maps, rank, order):
+        size = rank.shape[1]
+        counts = functional.rise_counts(size, self.opts["steps"])
+        # deletion: the `count` most attributed are removed; insertion: all but the `count` most attributed
+        masks = (
+            (rank >= size - count for count in counts)
+            if self.mode == "deletion"
+            else (rank < size - count for count in counts)
+        )
+        return masks, [count / size for count in counts]
+
+    def score(self, ctx, explainer, evaluated):
+        probability = evaluated.outcomes.probability  # [n + 1, N]
+        result = mean_result(
+            f"{self.mode}_auc",
+            functional.rise_auc(probability),
+            evaluated.index,
+            ctx.rng(f"bootstrap/{explainer}"),
+            evaluated.skipped,
+        )
+        x = evaluated.extra[0] if evaluated.extra else []  # the same for every batch
+        result.curves[self.mode] = Curve(self.x_name, x, probability.mean(axis=1).tolist())
+        return result
+
+
+class Deletion(RiseGame):
+    """Deletion (Petsiuk et al. 2018): the most attributed pixels are removed first (set to 0, RISE's
+    substrate); the explained class's probability should fall fast. Lower is better."""
+
+    higher_is_better = False
+    options = rise_options("zero")
+    mode = plotted = "deletion"
+    x_name = "fraction of pixels deleted"
+
+
+class Insertion(RiseGame):
+    """Insertion (Petsiuk et al. 2018): from a blurred canvas, the most attributed pixels are inserted first;
+    the explained class's probability should rise fast. Higher is better."""
+
+    higher_is_better = True
+    options = rise_options("blur")
+    mode = plotted = "insertion"
+    x_name = "fraction of pixels inserted"
 
 
 class RoadMorf(AreaSweep):
@@ -284,13 +375,17 @@ class Completeness(SocoMetric):
         )
         result.curves["removed"] = Curve("attribution threshold", thresholds, removed.mean(axis=1).tolist())
         result.values["accuracy"] = float(correct[0].mean()) if correct.size else float("nan")
+        accuracy = wilson_ci(int(correct[:1].sum()), correct.shape[1])  # a rate: Wilson's interval
+        result.values.update(accuracy_low=accuracy.low, accuracy_high=accuracy.high)
         return result
 
 
 class Soundness(SocoMetric):
     """Soundness (Algorithm 3): add the top-attributed pixels back 1 % at a time (LeRF, removal ratio 0.98 →
-    0.03); attribution added at a step where accuracy rose by less than 0.01 counts as false; per image,
-    soundness = (kept − false attribution) / kept. Value: the mean over the sweep and the images."""
+    0.03); attribution added at a step where accuracy rose by less than ε = 0.01 counts as false, judged
+    exactly on counts (Δcorrect < ε·N, `functional.false_steps`); per image, soundness = (kept − false
+    attribution) / kept. Value: the mean over the sweep and the images; its interval is a bootstrap over
+    images that takes the step decisions again on every resample."""
 
     higher_is_better = True
     plotted = "soundness_vs_accuracy"
@@ -310,17 +405,21 @@ class Soundness(SocoMetric):
         accounting = functional.soundness_accounting(maps, order, ratios)
         return [functional.removed_by_area(rank, r, "lerf") for r in ratios], accounting
 
+    def decisions(self, outcomes: Outcomes) -> np.ndarray:
+        """Whether each step's added features count as false, decided on exactly the images `outcomes`
+        holds: `[T]` from their count of correct images (`--indicator accuracy`) or `[T, N]` from each
+        image's own score."""
+        if self.opts["indicator"] == "accuracy":
+            return functional.false_steps(outcomes.correct.sum(axis=1), outcomes.correct.shape[1])
+        return functional.false_score_steps(outcomes.score)
+
     def score(self, ctx, explainer, evaluated):
         outcomes = evaluated.outcomes
         accounting = functional.SoundnessAccounting(
             np.concatenate([a.kept for a in evaluated.extra], axis=1),
             np.concatenate([a.added for a in evaluated.extra], axis=1),
         )
-        accuracy = outcomes.correct.mean(axis=1)
-        if self.opts["indicator"] == "accuracy":
-            flagged = functional.false_steps(accuracy)
-        else:
-            flagged = functional.false_steps(outcomes.score, start=None)
+        flagged = self.decisions(outcomes)
         ratios = functional.soundness_ratios(accounting, flagged)  # [T, N]
         per_image = functional.nanmean(ratios, axis=0)
         skipped = dict(evaluated.skipped)
@@ -334,6 +433,20 @@ class Soundness(SocoMetric):
             ctx.rng(f"bootstrap/{explainer}"),
             skipped,
         )
+
+        def resampled(draw: np.ndarray) -> float:
+            """The headline on a resample of the images, its step decisions taken again on the resample."""
+            part = functional.SoundnessAccounting(accounting.kept[:, draw], accounting.added[:, draw])
+            values = functional.nanmean(
+                functional.soundness_ratios(part, self.decisions(outcomes.take(draw))), 0
+            )
+            return float(values[np.isfinite(values)].mean()) if np.isfinite(values).any() else float("nan")
+
+        # the step decisions depend on which images are evaluated: each resample takes them again
+        result.uncertainty = bootstrap_interval(
+            resampled, np.zeros(len(per_image)), ctx.rng(f"bootstrap/{explainer}")
+        )
+        accuracy = outcomes.correct.mean(axis=1)
         kept = [round(1 - r, 5) for r in functional.SOUNDNESS_RATIOS]
         curve = functional.nanmean(ratios[:, ~zero], axis=1)
         result.curves["soundness"] = Curve("fraction of pixels kept", kept, curve.tolist())

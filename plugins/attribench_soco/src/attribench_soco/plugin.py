@@ -25,8 +25,16 @@ def register_metrics(register):
         ),
         "completeness": ("Completeness", "Accuracy drop when the pixels above each attribution threshold go"),
         "road": ("Road", "ROAD (Rong et al. 2022): MoRF and LeRF by area with noisy linear imputation"),
-        "deletion": ("Deletion", "Accuracy as the most attributed pixels are set to 0"),
-        "insertion": ("Insertion", "Accuracy as only the most attributed pixels are kept"),
+        "deletion": (
+            "Deletion",
+            "Petsiuk et al.'s Deletion: class probability AUC as top pixels are removed",
+        ),
+        "insertion": ("Insertion", "Petsiuk et al.'s Insertion: class probability AUC inserting into a blur"),
+        "deletion_accuracy": (
+            "DeletionAccuracy",
+            "SoCo's Deletion: accuracy as the most attributed pixels go",
+        ),
+        "insertion_accuracy": ("InsertionAccuracy", "Accuracy as only the most attributed pixels are kept"),
     }
     for name, (target, description) in metrics.items():
         register(name, f"{PKG}.metrics:{target}", description=description, category="faithfulness")

@@ -1,6 +1,6 @@
 """SoCo's part of `attribench report`: the curves of its metrics per method (paper Fig. 8/9 for soundness
-and completeness; ROAD, Deletion and Insertion), and `soco.validate`'s Hausdorff table (Table 1) with the
-synthetic linear test.
+and completeness; ROAD, Petsiuk et al.'s Deletion and Insertion, and the accuracy versions), and
+`soco.validate`'s Hausdorff table (Table 1) with the synthetic linear test.
 
 Figures and tables follow the core's leaderboards (`leaderboard.boards`): one per metric, options, dataset
 and model, with the newest result per method; a figure, table or section whose runs are not in the store
@@ -46,8 +46,10 @@ VALUE_BASED = (
 ORDER_BASED = (
     Plot("soco.road", "morf", "ROAD MoRF", "accuracy"),
     Plot("soco.road", "lerf", "ROAD LeRF", "accuracy"),
-    Plot("soco.deletion", "deletion", "Deletion", "accuracy"),
-    Plot("soco.insertion", "insertion", "Insertion", "accuracy"),
+    Plot("soco.deletion", "deletion", "Deletion (Petsiuk et al.)", "class probability"),
+    Plot("soco.insertion", "insertion", "Insertion (Petsiuk et al.)", "class probability"),
+    Plot("soco.deletion_accuracy", "deletion_accuracy", "Deletion (SoCo's, accuracy)", "accuracy"),
+    Plot("soco.insertion_accuracy", "insertion_accuracy", "Insertion (accuracy)", "accuracy"),
 )
 LINEAR_PLOTS = (
     Plot(VALIDATE, "soundness", "Linear test: soundness vs fraction of features kept", "soundness"),
@@ -83,9 +85,11 @@ def sections(report: ReportInput) -> list[Section]:
         ),
         Section(
             "SoCo: ROAD, Deletion and Insertion",
-            "Accuracy as pixels are removed by attribution order: most relevant first (MoRF, Deletion: "
-            "lower is better) or least relevant first (LeRF) or kept (Insertion: higher is better). ROAD "
-            "imputes the removed pixels; Deletion and Insertion set them to 0.",
+            "Pixels removed or inserted by attribution order. ROAD: accuracy as the most (MoRF, lower is "
+            "better) or least (LeRF) relevant pixels are imputed. Deletion and Insertion (Petsiuk et al.): "
+            "the explained class's probability as the most relevant pixels are set to the fill (0 by "
+            "default; lower is better) or inserted into a blurred canvas (higher is better). The accuracy "
+            "versions (SoCo's Deletion, and its insertion counterpart) fill with 0 by default.",
             curve_figures(ORDER_BASED),
         ),
         Section(

@@ -1,8 +1,9 @@
 """`soco.validate`: the paper's two checks that soundness and completeness see attribution values.
 
 - Per explainer (§5.2, Table 1): its maps are modified by each Remove/Introduce scheme; Completeness,
-  Soundness, ROAD (MoRF) and Deletion are evaluated on the original and both modified maps, and each
-  metric's figure is the minimal Hausdorff distance between the three curves, averaged over the schemes.
+  Soundness, ROAD (MoRF) and SoCo's accuracy Deletion are evaluated on the original and both modified
+  maps, and each metric's figure is the minimal Hausdorff distance between the three curves, averaged over
+  the schemes.
 - Extra rows `linear:<variant>` (§5.1): the synthetic linear test (`linear.py`), mean and spread over
   trials.
 """
@@ -20,11 +21,17 @@ from attribench_core.params import Param
 from attribench_core.result import Curve, Result, Uncertainty
 
 from . import functional, linear
-from .metrics import OPTIONS, Completeness, Deletion, RoadMorf, SocoMetric, Soundness
+from .metrics import OPTIONS, Completeness, DeletionAccuracy, RoadMorf, SocoMetric, Soundness
 from .modify import SCHEMES, modify
 
-COMPARED = {"completeness": Completeness, "soundness": Soundness, "road": RoadMorf, "deletion": Deletion}
-# the paper's Table 1 (its ResNet-50 on ImageNet): minimal Hausdorff distance, mean and std
+# Table 1's Deletion is SoCo's own (its deletion.yaml: accuracy, 0 fill), not Petsiuk et al.'s
+COMPARED = {
+    "completeness": Completeness,
+    "soundness": Soundness,
+    "road": RoadMorf,
+    "deletion": DeletionAccuracy,
+}
+# the paper's Table 1 (its VGG16 on ImageNet, §5.2): minimal Hausdorff distance, mean and std
 PAPER_TABLE_1 = {
     "completeness": (0.503, 0.112),
     "soundness": (0.183, 0.046),
