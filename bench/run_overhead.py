@@ -57,9 +57,14 @@ from attribench_core.explainer import Explainer
 from attribench_core.model import cam_layer
 from attribench_core.runner import RunContext, RunRequest, execute, plan, prepare
 
-# metric whose default (dataset, model) pair is the one timed; smerf: SoCo's default pair, Simple-FR;
+# metric whose (dataset, model) pair is the one timed; smerf: SoCo on SMERF's Simple-FR pair (`on=smerf`);
 # resnet18: the bench's model file and image folder, under a metric that needs no regions
-MODELS = {"toy": "core.relevance_mass", "smerf": "soco.deletion", "resnet18": "soco.deletion"}
+MODELS = {
+    "toy": "core.relevance_mass",
+    "smerf": "soco.deletion_accuracy",
+    "resnet18": "soco.deletion_accuracy",
+}
+OPTIONS = {"smerf": {"on": "smerf"}}
 # default image counts: IG costs ~30× more per image on the SMERF CNN, a ResNet-18 at 224² ~10× more again
 IMAGES = {"toy": 512, "smerf": 64, "resnet18": 64}
 PHOTO_SIZE = (500, 375)  # width, height of the written JPEGs
@@ -157,6 +162,7 @@ def candidates(
                 batch_size=args.batch_size,
                 store=store,
                 compression=compression,
+                options=OPTIONS.get(model, {}),
                 **user,
             )
             ctx = prepare(registry, request)
