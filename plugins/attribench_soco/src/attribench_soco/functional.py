@@ -20,10 +20,9 @@ import torch
 SOUNDNESS_RATIOS = tuple(np.round(np.arange(0.98, 0.025, -0.01), 5).tolist())  # 96 ratios, 0.98 … 0.03
 COMPLETENESS_THRESHOLDS = tuple(np.round(np.arange(0.9, 0.05, -0.1), 5).tolist())  # 0.9 … 0.1
 AREA_RATIOS = tuple(np.round(np.arange(0.1, 0.95, 0.1), 5).tolist())  # ROAD, Deletion, Insertion: 0.1 … 0.9
-# exact fractions: the judgement compares counts of correct images, never floating-point accuracies
-EPSILON = Fraction(
-    1, 100
-)  # an accuracy rise below this does not count as "the added features were predictive"
+# exact fractions: the judgement compares counts of correct images, never floating-point accuracies.
+# EPSILON: an accuracy rise below it does not count as "the added features were predictive"
+EPSILON = Fraction(1, 100)
 START = Fraction(4, 100)  # at or below this accuracy no step is judged (the original's cls_result_start)
 SCORE_EPSILON = 0.01  # the same rule on a real-valued score (the label's logit, per sample)
 
