@@ -45,6 +45,14 @@ class AttribenchGroup(click.Group):
 
     _plugin_commands_for: object = None
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """`--debug` is the root's option but may come anywhere (`attribench run ... --debug`): moved to the
+        front, up to a `--` that ends the options."""
+        end = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[:end]:
+            args = ["--debug", *(a for i, a in enumerate(args) if a != "--debug" or i >= end)]
+        return super().parse_args(ctx, args)
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         self._add_plugin_commands()
         return super().get_command(ctx, name)

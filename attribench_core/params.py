@@ -91,7 +91,12 @@ def parse_assignments(text: str, *, owner: str) -> dict[str, str]:
             raise ParameterError(
                 f"Malformed parameter '{part}' for {owner}: write name=value, e.g. ig:steps=32."
             )
-        pairs[key.strip()] = value.strip()
+        key = key.strip()
+        if key in pairs:
+            raise ParameterError(
+                f"Parameter '{key}' given twice for {owner} ({pairs[key]} and {value.strip()}): give it once."
+            )
+        pairs[key] = value.strip()
     return pairs
 
 

@@ -78,7 +78,11 @@ class Result:
             "values": values,
             "uncertainty": None
             if self.uncertainty is None
-            else {"kind": self.uncertainty.kind, "low": self.uncertainty.low, "high": self.uncertainty.high},
+            else {
+                "kind": self.uncertainty.kind,
+                "low": _finite_or_none(self.uncertainty.low),
+                "high": _finite_or_none(self.uncertainty.high),
+            },
             "n": self.n,
             "small_n": self.small_n,
             "n_skipped": self.n_skipped,

@@ -164,6 +164,11 @@ def test_metric_options_are_passed_and_checked(test_plugins):
             "--num-imgs must be at least 1",
         ),
         (["run", "core.relevance_mass", "stray"], 2, "Unexpected argument 'stray'"),
+        (
+            ["run", "core.relevance_mass", "-e", "t.grad:delay=0,delay=1"],
+            2,
+            "Parameter 'delay' given twice for t.grad (0 and 1): give it once.",
+        ),
         (["store", "ls", "--store", "none.h5"], 2, "No store at 'none.h5'"),
     ],
 )
@@ -272,3 +277,14 @@ def test_two_processes_writing_one_store_leave_it_sound(tmp_path):
     assert verified.returncode == 0, verified.stdout
     groups = json.loads(run_attribench(["store", "ls", "--json", "--store", str(store)], site=site).stdout)
     assert sorted(g["n"] for g in groups if g["kind"] == "attributions") == [40, 40, 40]
+
+
+def test_debug_may_follow_the_subcommand(test_plugins):
+    """`--debug` belongs to the root but is accepted anywhere before `--`: a failure then shows its
+    traceback instead of one line."""
+    args = ("run", "core.relevance_mass", "-e", "t.broken", "--num-imgs", "2")
+    quiet = invoke(*args)
+    assert quiet.exit_code == 1 and "Traceback" not in quiet.output
+    loud = invoke(*args, "--debug")
+    assert loud.exit_code != 0 and "No such option" not in loud.output
+    assert loud.exception is not None and "cannot handle" in str(loud.exception)

@@ -30,6 +30,7 @@ def test_python_values_are_checked():
         ("steps", "Malformed parameter 'steps' for ig: write name=value"),
         ("steps=", "Malformed parameter"),
         ("=3", "Malformed parameter"),
+        ("steps=4,steps=8", "Parameter 'steps' given twice for ig \\(4 and 8\\): give it once"),
     ],
 )
 def test_malformed_assignments(text, message):

@@ -1,6 +1,7 @@
 """Intervals against hand computations: Wilson's score interval, the bootstrap of a statistic (plain and
 stratified), rates in `mean_result`, and the small-n flag."""
 
+import json
 import math
 
 import numpy as np
@@ -93,3 +94,11 @@ def test_mean_of_rates_combines_wilson_intervals_by_mover():
     assert (single.low, single.high) == pytest.approx(_wilson_by_hand(7, 20), abs=1e-12)
     perfect = mean_of_rates_ci(np.array([8, 8]), np.array([8, 8]))
     assert perfect.high == 1.0 and perfect.low < 0.9
+
+
+def test_an_interval_without_finite_bounds_is_null_in_json():
+    """No finite sample: the bootstrap's bounds are NaN, which JSON cannot hold; `--json` prints null."""
+    result = mean_result("x", np.array([np.nan, np.nan]), np.arange(2), np.random.default_rng(0))
+    payload = result.to_json("e")
+    assert payload["value"] is None and payload["uncertainty"]["low"] is None
+    assert "NaN" not in json.dumps(payload)
