@@ -20,7 +20,9 @@ _FALSE = {"0", "false", "no", "off"}
 class Param:
     """One tunable parameter of an explainer, or one option of a metric or dataset.
 
-    `type` is one of `int`, `float`, `bool`, `str`; `choices` restricts the accepted values.
+    `type` is one of `int`, `float`, `bool`, `str`; `choices` restricts the accepted values, `minimum` and
+    `maximum` (inclusive) the range of a number, so that a value out of range fails when the command is
+    read (exit 2), not when the run reaches it.
     """
 
     name: str
@@ -28,6 +30,8 @@ class Param:
     help: str = ""
     type: type = str
     choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
 
     def __post_init__(self) -> None:
         if self.default is not None:
@@ -59,6 +63,10 @@ class Param:
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(map(str, self.choices))
             raise ParameterError(f"Parameter '{self.name}' must be one of {allowed}; got {value!r}.")
+        if value is not None and self.minimum is not None and value < self.minimum:
+            raise ParameterError(f"Parameter '{self.name}' must be at least {self.minimum:g}; got {value!r}.")
+        if value is not None and self.maximum is not None and value > self.maximum:
+            raise ParameterError(f"Parameter '{self.name}' must be at most {self.maximum:g}; got {value!r}.")
         return value
 
 

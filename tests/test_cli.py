@@ -165,6 +165,11 @@ def test_metric_options_are_passed_and_checked(test_plugins):
         ),
         (["run", "core.relevance_mass", "stray"], 2, "Unexpected argument 'stray'"),
         (
+            ["run", "core.pointing_game", "-e", "t.grad", "--tolerance", "-1"],
+            2,
+            "Parameter 'tolerance' must be at least 0; got -1.",
+        ),
+        (
             ["run", "core.relevance_mass", "-e", "t.grad:delay=0,delay=1"],
             2,
             "Parameter 'delay' given twice for t.grad (0 and 1): give it once.",

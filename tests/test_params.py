@@ -60,3 +60,15 @@ def test_declarations_are_checked_and_bools_are_not_ints():
         resolve_params(DECLARED, {"steps": True}, owner="x")
     with pytest.raises(ParameterError, match="'mode' must be one of"):
         Param("mode", "other", choices=("range",))
+
+
+def test_numbers_out_of_their_declared_range_are_refused():
+    steps = Param("steps", 64, type=int, minimum=1)
+    sigma = Param("sigma", 0.5, type=float, minimum=0, maximum=1)
+    assert steps.parse("1") == 1 and sigma.parse("1") == 1.0
+    with pytest.raises(ParameterError, match="'steps' must be at least 1; got 0"):
+        steps.parse("0")
+    with pytest.raises(ParameterError, match=re.escape("'sigma' must be at most 1; got 1.5")):
+        sigma.check(1.5)
+    with pytest.raises(ParameterError, match="'sigma' must be at least 0"):
+        Param("sigma", -0.1, type=float, minimum=0)  # a default out of range is a plugin bug

@@ -110,7 +110,7 @@ class PointingGame(LocalisationMetric):
     rate = True
     options = (
         _REDUCTION,
-        Param("tolerance", 0, "pixels of slack around the regions (square)", int),
+        Param("tolerance", 0, "pixels of slack around the regions (square)", int, minimum=0),
         Param("average", "images", "mean over images, or over categories (Zhang et al.)", str, AVERAGES),
     )
 
