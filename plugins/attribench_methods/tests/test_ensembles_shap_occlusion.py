@@ -20,6 +20,7 @@ from attribench_methods.propagation import DeepLift
 from attribench_methods.shap import DeepShap, GradientShap
 from torch import nn
 
+from attribench_core.errors import ParameterError
 from attribench_core.explainer import Explainer
 from attribench_core.testing import check_explainer
 
@@ -134,22 +135,28 @@ def test_cuda_inputs_give_cuda_maps_close_to_cpu(name, cnn, images, targets) -> 
 
 
 @pytest.mark.parametrize(
-    ("name", "params"),
+    ("name", "params", "message"),
     [
-        ("vargrad", {"samples": 0}),
-        ("vargrad", {"sigma": -0.1}),
-        ("ig_sg", {"steps": 0}),
-        ("ig_var", {"internal_batch_size": 0}),
-        ("deepshap", {"background_size": 0}),
-        ("deepshap", {"internal_batch_size": 0}),
-        ("gradient_shap", {"stdevs": -1.0}),
-        ("gradient_shap", {"samples": 0}),
-        ("occlusion", {"window": 0}),
-        ("occlusion", {"window": 2, "stride": 3}),
-        ("occlusion", {"window": 17}),
+        ("vargrad", {"samples": 0}, "'samples' must be at least 1"),
+        ("vargrad", {"sigma": -0.1}, "'sigma' must be at least 0"),
+        ("ig_sg", {"steps": 0}, "'steps' must be at least 1"),
+        ("ig_var", {"internal_batch_size": 0}, "'internal_batch_size' must be at least 1"),
+        ("deepshap", {"background_size": 0}, "'background_size' must be at least 1"),
+        ("deepshap", {"internal_batch_size": 0}, "'internal_batch_size' must be at least 1"),
+        ("gradient_shap", {"stdevs": -1.0}, "'stdevs' must be at least 0"),
+        ("gradient_shap", {"samples": 0}, "'samples' must be at least 1"),
+        ("occlusion", {"window": 0}, "'window' must be at least 1"),
     ],
 )
-def test_bad_parameter_values_are_value_errors(name, params, cnn, images, targets) -> None:
+def test_parameters_out_of_range_are_refused_when_made(name, params, message) -> None:
+    with pytest.raises(ParameterError, match=message):
+        BUILD[name](**params)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"), [("occlusion", {"window": 2, "stride": 3}), ("occlusion", {"window": 17})]
+)
+def test_parameters_that_do_not_fit_the_images_are_value_errors(name, params, cnn, images, targets) -> None:
     with pytest.raises(ValueError, match="Parameter"):
         run(BUILD[name](**params), cnn, images, targets)
 

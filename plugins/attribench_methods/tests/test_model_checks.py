@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from attribench_methods.model_checks import PerCall, UnsupportedModelError, call_counts, canonical_copy
 from torch import nn
 
+from attribench_core.errors import ParameterError
 from attribench_core.model import ModelInfo, attach_info
 
 
@@ -130,20 +131,22 @@ def test_lrp_refuses_a_model_without_layer_modules(make, images, targets) -> Non
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"steps": 0}, "'steps' must be positive"),
-        ({"internal_batch_size": 0}, "'internal_batch_size' must be positive"),
+        ({"steps": 0}, "'steps' must be at least 1"),
+        ({"internal_batch_size": 0}, "'internal_batch_size' must be at least 1"),
     ],
 )
 def test_ig_rejects_bad_parameters(make, cnn, images, targets, params, message) -> None:
-    with pytest.raises(ValueError, match=message):
-        make("ig", **params)(cnn, images, targets)
+    """Out-of-range parameters are refused when the explainer is made (the CLI: when it reads the
+    command, exit 2), not when a batch reaches them."""
+    with pytest.raises(ParameterError, match=message):
+        make("ig", **params)
 
 
 def test_smoothgrad_and_lrp_reject_bad_parameters(make, cnn, images, targets) -> None:
-    with pytest.raises(ValueError, match="'samples' must be positive"):
-        make("smoothgrad", samples=0)(cnn, images, targets)
-    with pytest.raises(ValueError, match="'sigma' must be non-negative"):
-        make("smoothgrad_sq", sigma=-1.0)(cnn, images, targets)
+    with pytest.raises(ParameterError, match="'samples' must be at least 1"):
+        make("smoothgrad", samples=0)
+    with pytest.raises(ParameterError, match="'sigma' must be at least 0"):
+        make("smoothgrad_sq", sigma=-1.0)
     with pytest.raises(ValueError, match="'epsilon' must be positive"):
         make("lrp_epsilon", epsilon=0.0)(cnn, images, targets)
 

@@ -20,7 +20,6 @@ from attribench_methods.gradients import (
     INTERNAL_BATCH_SIZE,
     IntegratedGradients,
     SmoothGrad,
-    require_positive,
 )
 
 REDUCTIONS = ("mean", "square", "variance")
@@ -78,7 +77,6 @@ def noise_ensemble(
 ) -> torch.Tensor:
     """`reduction` over `samples` noisy copies of `attribute(noisy images, targets)`, with the noise of
     `explainer` (a SmoothGrad: `noise_scale`, `samples`, `internal_batch_size` images per call)."""
-    require_positive(explainer.params, "samples", "internal_batch_size")
     inputs, targets = checked_batch(model, inputs, targets)
     generator = generator_or_default(explainer.generator)
     sigma = explainer.noise_scale(model, inputs)
@@ -136,7 +134,6 @@ class _IGEnsemble(SmoothGrad):
     )
 
     def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        require_positive(self.params, "steps")
         ig = IntegratedGradients(
             steps=self.params["steps"],
             method=self.params["method"],

@@ -14,15 +14,12 @@ from attribench_core.params import Param
 from attribench_methods.common import CaptumExplainer, checked_batch, generator_or_default, target_gradient
 
 INTERNAL_BATCH_SIZE = Param(
-    "internal_batch_size", 64, "images per forward/backward pass when a method expands the batch", int
+    "internal_batch_size",
+    64,
+    "images per forward/backward pass when a method expands the batch",
+    int,
+    minimum=1,
 )
-
-
-def require_positive(params: dict[str, Any], *names: str) -> None:
-    """Raise ValueError naming the first parameter in `names` that is not > 0."""
-    for name in names:
-        if params[name] <= 0:
-            raise ValueError(f"Parameter '{name}' must be positive; got {params[name]}.")
 
 
 class Gradient(CaptumExplainer):
@@ -49,7 +46,13 @@ class IntegratedGradients(CaptumExplainer):
 
     captum_class = "IntegratedGradients"
     parameters = (
-        Param("steps", 64, "integration steps along the path from the zero baseline (SMERF 64, BAM 25)", int),
+        Param(
+            "steps",
+            64,
+            "integration steps along the path from the zero baseline (SMERF 64, BAM 25)",
+            int,
+            minimum=1,
+        ),
         Param(
             "method",
             "gausslegendre",
@@ -61,7 +64,6 @@ class IntegratedGradients(CaptumExplainer):
     )
 
     def attribute_kwargs(self) -> dict[str, Any]:
-        require_positive(self.params, "steps", "internal_batch_size")
         return {
             "baselines": 0.0,
             "n_steps": self.params["steps"],
@@ -83,8 +85,14 @@ class SmoothGrad(Explainer):
 
     squared: ClassVar[bool] = False
     parameters = (
-        Param("samples", 25, "noisy copies per image (BAM 25, SMERF 64)", int),
-        Param("sigma", 0.15, "noise level; its meaning depends on sigma_mode (BAM 0.15, SMERF 0.1)", float),
+        Param("samples", 25, "noisy copies per image (BAM 25, SMERF 64)", int, minimum=1),
+        Param(
+            "sigma",
+            0.15,
+            "noise level; its meaning depends on sigma_mode (BAM 0.15, SMERF 0.1)",
+            float,
+            minimum=0,
+        ),
         Param(
             "sigma_mode",
             "range",
@@ -99,8 +107,6 @@ class SmoothGrad(Explainer):
     def noise_scale(self, model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         """σ per image, shaped [B,1,1,1]."""
         sigma, mode = self.params["sigma"], self.params["sigma_mode"]
-        if sigma < 0:
-            raise ValueError(f"Parameter 'sigma' must be non-negative; got {sigma}.")
         if mode == "image":
             spread = inputs.flatten(1).amax(1) - inputs.flatten(1).amin(1)
         else:
@@ -109,7 +115,6 @@ class SmoothGrad(Explainer):
         return (sigma * spread).to(inputs.dtype).view(-1, 1, 1, 1)
 
     def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        require_positive(self.params, "samples", "internal_batch_size")
         inputs, targets = checked_batch(model, inputs, targets)
         generator = generator_or_default(self.generator)
         samples, chunk = self.params["samples"], self.params["internal_batch_size"]

@@ -8,7 +8,7 @@ import torch
 
 from attribench_core.params import Param
 from attribench_methods.common import CaptumExplainer
-from attribench_methods.gradients import INTERNAL_BATCH_SIZE, require_positive
+from attribench_methods.gradients import INTERNAL_BATCH_SIZE
 
 
 class Occlusion(CaptumExplainer):
@@ -25,14 +25,13 @@ class Occlusion(CaptumExplainer):
 
     captum_class = "Occlusion"
     parameters = (
-        Param("window", 8, "side of the square occluding patch, in pixels (ours)", int),
-        Param("stride", 4, "step between patch positions, in pixels (ours)", int),
+        Param("window", 8, "side of the square occluding patch, in pixels (ours)", int, minimum=1),
+        Param("stride", 4, "step between patch positions, in pixels (ours)", int, minimum=1),
         Param("baseline", 0.0, "value the patch is set to, in the model's input space", float),
         INTERNAL_BATCH_SIZE,
     )
 
     def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        require_positive(self.params, "window", "stride", "internal_batch_size")
         window, stride = self.params["window"], self.params["stride"]
         if stride > window:
             raise ValueError(f"Parameter 'stride' ({stride}) must not exceed 'window' ({window}).")

@@ -11,7 +11,7 @@ from attribench_core.explainer import Explainer
 from attribench_core.params import Param
 from attribench_methods.common import checked_batch, generator_or_default, quiet_captum, target_gradient
 from attribench_methods.ensembles import flat_passes, runs
-from attribench_methods.gradients import INTERNAL_BATCH_SIZE, require_positive
+from attribench_methods.gradients import INTERNAL_BATCH_SIZE
 from attribench_methods.model_checks import deeplift_model
 from attribench_methods.summation import (
     ProductRule,
@@ -28,7 +28,11 @@ BACKGROUND = Param(
     ("train", "zeros"),
 )
 BACKGROUND_SIZE = Param(
-    "background_size", 100, "training images in the background when background=train (SMERF 1000)", int
+    "background_size",
+    100,
+    "training images in the background when background=train (SMERF 1000)",
+    int,
+    minimum=1,
 )
 
 
@@ -36,7 +40,6 @@ def background_images(explainer: Explainer, inputs: torch.Tensor) -> torch.Tenso
     """The background `[N,C,H,W]` on the inputs' device: the run's training images, or one zero image."""
     if explainer.params["background"] == "zeros":
         return torch.zeros_like(inputs[:1])
-    require_positive(explainer.params, "background_size")
     images = torch.as_tensor(explainer.references(explainer.params["background_size"]))
     if images.dim() != 4 or images.shape[1:] != inputs.shape[1:] or len(images) == 0:
         raise ValueError(
@@ -64,7 +67,6 @@ class DeepShap(Explainer):
     parameters = (BACKGROUND, BACKGROUND_SIZE, INTERNAL_BATCH_SIZE)
 
     def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        require_positive(self.params, "internal_batch_size")
         inputs, targets = checked_batch(model, inputs, targets)
         background = background_images(self, inputs)
         clone = deeplift_model(model, inputs, method="DeepShap")
@@ -102,17 +104,20 @@ class GradientShap(Explainer):
     """
 
     parameters = (
-        Param("samples", 20, "(baseline, α) draws per image (ours; Captum's default 5)", int),
-        Param("stdevs", 0.0, "standard deviation of Gaussian noise added to the input (Captum's 0)", float),
+        Param("samples", 20, "(baseline, α) draws per image (ours; Captum's default 5)", int, minimum=1),
+        Param(
+            "stdevs",
+            0.0,
+            "standard deviation of Gaussian noise added to the input (Captum's 0)",
+            float,
+            minimum=0,
+        ),
         BACKGROUND,
         BACKGROUND_SIZE,
         INTERNAL_BATCH_SIZE,
     )
 
     def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        require_positive(self.params, "samples", "internal_batch_size")
-        if self.params["stdevs"] < 0:
-            raise ValueError(f"Parameter 'stdevs' must be non-negative; got {self.params['stdevs']}.")
         inputs, targets = checked_batch(model, inputs, targets)
         background = background_images(self, inputs)
         generator = generator_or_default(self.generator)
