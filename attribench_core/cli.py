@@ -320,6 +320,11 @@ def run_command(
     )
     with RichProgress(stderr=as_json) as progress:
         outcome = run(plugins.get_registry(), request, progress)
+    evaluated = outcome.provenance["num_imgs"]
+    if request.num_imgs is not None and evaluated < request.num_imgs:
+        click.echo(
+            f"note: --num-imgs {request.num_imgs} capped at the dataset's {evaluated} images.", err=True
+        )
     payload = outcome.to_json()
     if out is not None:
         out.write_text(json.dumps(payload, indent=1))
@@ -503,11 +508,14 @@ def store_verify(store: Path) -> None:
 @click.argument("group")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @_store_option
-def store_export(group: str, out: Path, store: Path) -> None:
+@click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
+def store_export(group: str, out: Path, store: Path, force: bool) -> None:
     """Export attribution GROUP to OUT (.npz with attribution, index, target, prediction, diag/<name>,
     provenance)."""
     if not out.parent.is_dir():
         raise UsageProblem(f"Folder '{out.parent}' does not exist.")
+    if out.exists() and not force:
+        raise UsageProblem(f"'{out}' exists; pass --force to overwrite it, or choose another file.")
     click.echo(str(_open_store(store).export(group, out)))
 
 

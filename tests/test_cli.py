@@ -192,6 +192,21 @@ def test_store_commands(test_plugins, tmp_path):
     assert invoke("store", "verify").output.strip() == "attribench.h5: OK"
     exported = invoke("store", "export", group, str(tmp_path / "g.npz"))
     assert exported.exit_code == 0 and (tmp_path / "g.npz").exists()
+    before = (tmp_path / "g.npz").read_bytes()
+    again = invoke("store", "export", group, str(tmp_path / "g.npz"))
+    assert again.exit_code == 2 and "exists; pass --force" in again.output
+    assert (tmp_path / "g.npz").read_bytes() == before  # nothing overwritten
+    assert invoke("store", "export", group, str(tmp_path / "g.npz"), "--force").exit_code == 0
+
+
+def test_num_imgs_above_the_dataset_size_says_it_was_capped(test_plugins):
+    done = CliRunner().invoke(
+        cli, ["run", "core.relevance_mass", "-e", "t.grad", "--num-imgs", "100000", "--json"]
+    )
+    assert done.exit_code == 0, done.output
+    evaluated = json.loads(done.stdout)["provenance"]["num_imgs"]
+    assert evaluated < 100000
+    assert f"note: --num-imgs 100000 capped at the dataset's {evaluated} images." in done.stderr
 
 
 def test_a_seed_beyond_int64_runs_and_later_runs_on_the_store_still_work(test_plugins):
