@@ -477,6 +477,7 @@ def store_ls(store: Path, as_json: bool) -> None:
         click.echo(
             f"{g['path']}  {g['kind']}  n={g['n']}"
             + (f"  [{shape}]" if shape else "")
+            + f"  {g['bytes']:,} bytes"
             + (f"  diagnostics: {diagnostics}" if diagnostics else "")
         )
 

@@ -493,7 +493,8 @@ class AttributionStore:
             return reader.read(index)
 
     def groups(self) -> list[dict[str, Any]]:
-        """Every attribution group and result run, with its size and provenance."""
+        """Every attribution group and result run, with its size (`n` rows, `bytes` on disk: its live
+        segments or its results file) and provenance."""
         if not self._ready():
             return []
         described = []
@@ -501,7 +502,8 @@ class AttributionStore:
             for folder in self._group_dirs():
                 with GroupReader(folder) as reader:
                     if reader.segments:
-                        described.append(reader.describe())
+                        bytes_on_disk = sum(p.stat().st_size for p in reader.segments)
+                        described.append({**reader.describe(), "bytes": bytes_on_disk})
             for file in self._result_files():
                 with _open_result(file) as f:
                     described.append(
@@ -510,6 +512,7 @@ class AttributionStore:
                             "kind": "result",
                             "n": len(f),
                             "shape": [],
+                            "bytes": file.stat().st_size,
                             "attrs": _read_attrs(f),
                         }
                     )

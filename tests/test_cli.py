@@ -188,6 +188,10 @@ def test_store_commands(test_plugins, tmp_path):
     invoke("run", "core.relevance_mass", "-e", "t.grad", "--num-imgs", "4")
     groups = json.loads(invoke("store", "ls", "--json").stdout)
     group = next(g["path"] for g in groups if g["kind"] == "attributions")
+    maps = next(g for g in groups if g["kind"] == "attributions")
+    assert maps["bytes"] > 4 * 3 * 32 * 32 * 4  # four float32 maps [3,32,32] at least, in bytes on disk
+    assert all(g["bytes"] > 0 for g in groups)
+    assert f"{maps['bytes']:,} bytes" in invoke("store", "ls").output
     assert json.loads(invoke("store", "show", group).stdout)["explainer"] == "t.grad"
     assert invoke("store", "verify").output.strip() == "attribench.h5: OK"
     exported = invoke("store", "export", group, str(tmp_path / "g.npz"))
