@@ -486,8 +486,10 @@ def store_ls(store: Path, as_json: bool) -> None:
 @click.argument("group")
 @_store_option
 def store_show(group: str, store: Path) -> None:
-    """Show the provenance of GROUP (a path from `store ls`) and a summary of its per-map diagnostics."""
-    click.echo(json.dumps(_open_store(store).show(group), indent=1, default=str))
+    """Show the provenance of GROUP (a path from `store ls`, or its names without hashes when they name one
+    group: methods.ig, core.toy/core.toy_cnn/methods.ig) and a summary of its per-map diagnostics."""
+    opened = _open_store(store)
+    click.echo(json.dumps(opened.show(opened.resolve(group)), indent=1, default=str))
 
 
 @store_group.command("verify")
@@ -511,13 +513,14 @@ def store_verify(store: Path) -> None:
 @_store_option
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 def store_export(group: str, out: Path, store: Path, force: bool) -> None:
-    """Export attribution GROUP to OUT (.npz with attribution, index, target, prediction, diag/<name>,
-    provenance)."""
+    """Export attribution GROUP (a path from `store ls`, or its names without hashes when they name one
+    group) to OUT (.npz with attribution, index, target, prediction, diag/<name>, provenance)."""
     if not out.parent.is_dir():
         raise UsageProblem(f"Folder '{out.parent}' does not exist.")
     if out.exists() and not force:
         raise UsageProblem(f"'{out}' exists; pass --force to overwrite it, or choose another file.")
-    click.echo(str(_open_store(store).export(group, out)))
+    opened = _open_store(store)
+    click.echo(str(opened.export(opened.resolve(group), out)))
 
 
 # -- report ---------------------------------------------------------------------------------------

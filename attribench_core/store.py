@@ -518,6 +518,29 @@ class AttributionStore:
                     )
         return sorted(described, key=lambda g: (g["kind"] != "attributions", g["path"]))
 
+    def resolve(self, given: str) -> str:
+        """The full path of the group or run `given` names: a path as `store ls` prints it, or, when it
+        names exactly one attribution group, the tail of its names without their hashes (`methods.ig`,
+        `core.toy_cnn/methods.ig`, `core.toy/core.toy_cnn/methods.ig`)."""
+        described = self.groups()
+        if any(g["path"] == given for g in described):
+            return given
+        wanted = given.strip("/").split("/")
+        found = [
+            g["path"]
+            for g in described
+            if g["kind"] == "attributions"
+            and [part.split("@")[0] for part in g["path"].split("/")[1:]][-len(wanted) :] == wanted
+        ]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise StoreError(f"No group '{given}' in '{self.path}'; see `attribench store ls`.")
+        raise StoreError(
+            f"'{given}' names {len(found)} groups in '{self.path}' ({', '.join(found)}); name the dataset "
+            "and model too (dataset/model/explainer) or give the full path."
+        )
+
     def show(self, path: str) -> dict[str, Any]:
         """The provenance of a group, with a summary of its diagnostics (if any) under "diagnostics"."""
         if self._ready():

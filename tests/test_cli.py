@@ -201,6 +201,14 @@ def test_store_commands(test_plugins, tmp_path):
     assert again.exit_code == 2 and "exists; pass --force" in again.output
     assert (tmp_path / "g.npz").read_bytes() == before  # nothing overwritten
     assert invoke("store", "export", group, str(tmp_path / "g.npz"), "--force").exit_code == 0
+    short = invoke("store", "export", "t.grad", str(tmp_path / "short.npz"))  # the name a user sees
+    assert short.exit_code == 0, short.output
+    assert (tmp_path / "short.npz").read_bytes() == before
+    assert json.loads(invoke("store", "show", "core.toy/core.toy_cnn/t.grad").stdout)["explainer"] == "t.grad"
+    invoke("run", "core.relevance_mass", "-e", "t.grad:delay=0.001", "--num-imgs", "4")
+    ambiguous = invoke("store", "export", "t.grad", str(tmp_path / "x.npz"))
+    assert ambiguous.exit_code == 1 and "names 2 groups" in ambiguous.output
+    assert invoke("store", "show", "t.nothing").exit_code == 1
 
 
 def test_num_imgs_above_the_dataset_size_says_it_was_capped(test_plugins):
