@@ -23,8 +23,8 @@ SMALL_N = 30  # below this many evaluated samples an interval is too unreliable 
 @dataclass
 class Uncertainty:
     """An interval and what it is: `bootstrap_ci95`, `stratified_bootstrap_ci95`, `wilson_ci95`,
-    `mover_wilson_ci95`, or a
-    descriptive spread that is not a confidence interval (`range_over_random_sets`)."""
+    `mover_wilson_ci95`, or a descriptive spread that is not a confidence interval
+    (`range_over_random_sets`)."""
 
     kind: str
     low: float

@@ -522,9 +522,9 @@ class AttributionStore:
         """The full path of the group or run `given` names: a path as `store ls` prints it, or, when it
         names exactly one attribution group, the tail of its names without their hashes (`methods.ig`,
         `core.toy_cnn/methods.ig`, `core.toy/core.toy_cnn/methods.ig`)."""
+        if given.startswith(("attributions/", "results/")):
+            return given  # a full path: `show`/`export` say if it is not there, without listing the store
         described = self.groups()
-        if any(g["path"] == given for g in described):
-            return given
         wanted = given.strip("/").split("/")
         found = [
             g["path"]

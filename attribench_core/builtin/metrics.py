@@ -71,13 +71,15 @@ class LocalisationMetric(Metric):
             rate=self.rate,
         )
         result.values["all_zero_maps"] = float(zero.sum())
-        kept = values[~zero]
+        scored = np.isfinite(values)  # the samples `mean_result` kept, in its order
+        kept = values[scored & ~zero]
         excluding = float(kept.mean()) if len(kept) else float("nan")
         result.values[f"{self.score_name}_excluding_all_zero"] = excluding
-        return self.summarise(ctx, explainer, result, np.concatenate(labels))
+        return self.summarise(ctx, explainer, result, np.concatenate(labels)[scored])
 
     def summarise(self, ctx: MetricContext, explainer: str, result: Result, labels: np.ndarray) -> Result:
-        """Hook for a metric whose headline is not the mean over images (the default: `result` as is)."""
+        """Hook for a metric whose headline is not the mean over images (the default: `result` as is);
+        `labels` are the classes of the samples in `result.per_sample`."""
         return result
 
 
@@ -124,10 +126,7 @@ class PointingGame(LocalisationMetric):
         by_category = localisation.mean_over_categories(hits, labels)
         result.values["pointing_game_over_images"] = result.value
         result.values[self.score_name] = result.value = by_category
-        categories = np.unique(labels)
+        categories, code, trials = np.unique(labels, return_inverse=True, return_counts=True)
         result.values["categories"] = float(len(categories))
-        result.uncertainty = mean_of_rates_ci(
-            np.array([hits[labels == c].sum() for c in categories]),
-            np.array([(labels == c).sum() for c in categories]),
-        )
+        result.uncertainty = mean_of_rates_ci(np.bincount(code, weights=hits), trials)
         return result
