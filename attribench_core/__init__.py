@@ -1,6 +1,10 @@
 """attribench core: the plugin contract, base types, the attribution store and the runner.
 
-Names are imported lazily so that `import attribench_core` (and `attribench list`) never pulls in torch.
+The names below are the public API, the whole of what a plugin may use (`from attribench_core import
+Metric`), plus `attribench_core.testing` for its tests; every other module is internal and may change.
+docs/plugins.md describes each group; `tests/test_public_api.py` checks that first-party plugins import
+nothing else. Names are imported lazily so that `import attribench_core` (and `attribench list`) never pulls
+in torch.
 """
 
 from __future__ import annotations
@@ -10,37 +14,84 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "hookimpl": "attribench_core.hookspecs",
-    "Param": "attribench_core.params",
-    "Sample": "attribench_core.dataset",
-    "Batch": "attribench_core.dataset",
-    "Dataset": "attribench_core.dataset",
-    "ArrayDataset": "attribench_core.dataset",
-    "Model": "attribench_core.model",
-    "ModelInfo": "attribench_core.model",
-    "Recipe": "attribench_core.model",
-    "Verification": "attribench_core.model",
-    "model_info": "attribench_core.model",
-    "Explainer": "attribench_core.explainer",
-    "Metric": "attribench_core.metric",
-    "MetricContext": "attribench_core.metric",
-    "Result": "attribench_core.result",
-    "Curve": "attribench_core.result",
-    "Uncertainty": "attribench_core.result",
-    "mean_result": "attribench_core.result",
-    "bootstrap_ci": "attribench_core.result",
-    "bootstrap_interval": "attribench_core.result",
-    "wilson_ci": "attribench_core.result",
-    "mean_of_rates_ci": "attribench_core.result",
-    "get_registry": "attribench_core.plugins",
-    "AttribenchError": "attribench_core.errors",
+_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "plugin contract": {
+        "attribench_core.hookspecs": ("hookimpl",),
+        "attribench_core.params": ("Param", "parse_assignments"),
+        "attribench_core.errors": ("AttribenchError", "UsageProblem", "ParameterError", "ModelError"),
+    },
+    "datasets": {
+        "attribench_core.dataset": ("Sample", "Batch", "Dataset", "ArrayDataset", "Roles"),
+        "attribench_core.cache": ("cached_arrays", "atomic_path", "home"),
+        "attribench_core.seeding": ("derive_seed",),
+        "attribench_core.identity": ("short_hash",),
+    },
+    "models": {
+        "attribench_core.model": (
+            "Model",
+            "ModelInfo",
+            "Verification",
+            "model_info",
+            "cam_layer",
+            "cam_layer_path",
+            "check_hookable",
+        ),
+        "attribench_core.recipe": ("Recipe",),
+        "attribench_core.normalization": ("Normalize",),
+        "attribench_core.model_sources": ("Logits",),
+        "attribench_core.training": ("predict",),
+        "attribench_core.weights": ("obtain_model",),
+    },
+    "explainers and metrics": {
+        "attribench_core.explainer": ("Explainer",),
+        "attribench_core.metric": ("Metric", "MetricContext", "AttributionRequest"),
+        "attribench_core.result": (
+            "Result",
+            "Curve",
+            "Uncertainty",
+            "mean_result",
+            "bootstrap_ci",
+            "bootstrap_interval",
+            "wilson_ci",
+            "mean_of_rates_ci",
+        ),
+    },
+    "running": {
+        "attribench_core.runner": ("RunRequest", "RunContext", "run", "worker_context"),
+        "attribench_core.plugins": ("get_registry",),
+        "attribench_core.progress": ("Progress", "RichProgress"),
+        "attribench_core.devices": ("check_device",),
+        "attribench_core.executor": ("Executor", "Work", "Failed", "attempt"),
+    },
+    "reports": {
+        "attribench_core.report.content": (
+            "ReportInput",
+            "StoredRun",
+            "Section",
+            "Block",
+            "Table",
+            "Figure",
+            "finite",
+            "uncertainty_bounds",
+            "model_checks",
+            "passed_label",
+        ),
+        "attribench_core.report.leaderboard": ("Board", "boards", "is_explainer"),
+    },
 }
+# Whole modules in the API: plotting helpers for report figures, and reference architectures.
+_MODULES = {
+    "figures": "attribench_core.report.figures",
+    "reference_models": "attribench_core.reference_models",
+}
+_EXPORTS = {name: module for group in _GROUPS.values() for module, names in group.items() for name in names}
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS, *_MODULES]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return import_module(_MODULES[name])
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'attribench_core' has no attribute '{name}'")

@@ -15,8 +15,9 @@ from typing import Any
 import click
 
 from attribench_core import __version__, plugins
+from attribench_core.devices import check_device
 from attribench_core.errors import AttribenchError, UsageProblem
-from attribench_core.progress import LineProgress
+from attribench_core.progress import RichProgress
 from attribench_core.registry import KINDS, Entry
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -332,54 +333,6 @@ def run_command(
         click.echo(json.dumps(payload, indent=1))
     else:
         _print_outcome(outcome)
-
-
-def check_device(device: str) -> None:
-    """A one-line error unless `device` is cpu, or a CUDA device torch can see."""
-    if device == "cpu":
-        return
-    if not device.startswith("cuda"):
-        raise UsageProblem(f"Unknown device '{device}'; use cpu, cuda or cuda:N.")
-    import torch
-
-    if not torch.cuda.is_available():
-        raise UsageProblem(
-            f"Device '{device}' was asked for but torch sees no CUDA device; use --device cpu."
-        )
-
-
-class RichProgress:
-    """A rich progress display as a `Progress` callable (on stderr when stdout carries JSON). Where that
-    stream is not a terminal (nohup, CI, a log file), which rich would leave blank until the end, plain
-    lines go to stderr instead (`LineProgress`: count, rate and ETA every 10 s, and at the end)."""
-
-    def __init__(self, stderr: bool):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        console = _console(stderr)
-        self.lines = None if console.is_terminal else LineProgress(sys.stderr)
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-            disable=self.lines is not None,
-        )
-
-    def __enter__(self):
-        self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
-
-    def __call__(self, description: str, total: int):
-        if self.lines is not None:
-            return self.lines(description, total)
-        task = self.bar.add_task(description, total=total)
-        return lambda n: self.bar.advance(task, n)
 
 
 def _print_outcome(outcome: Any) -> None:

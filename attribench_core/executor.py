@@ -3,8 +3,8 @@
 An executor maps a *work function* over *items*. The work function is a module-level function
 `work(ctx, item) -> value` (picklable by reference), where `ctx` is the `RunContext` of the run on the
 process that computes: the driver's own for `core.local`; for a distributed executor, one that each
-worker builds once from the run's `RunRequest` (`worker_context`), with its datasets and models from the
-registry and the cache. Items are small and picklable (dataset indices, names, a few arrays), never
+worker builds once from the run's `RunRequest` (`runner.worker_context`), with its datasets and models
+from the registry and the cache. Items are small and picklable (dataset indices, names, a few arrays), never
 whole datasets; values are arrays sent back to the driver. Only the driver writes the store.
 
 `map` yields `(position, outcome)` as items finish, in any order; `position` counts the items as `map`
@@ -24,7 +24,7 @@ from attribench_core.errors import UsageProblem
 from attribench_core.params import Param, resolve_params
 
 if TYPE_CHECKING:
-    from attribench_core.runner import RunContext, RunRequest
+    from attribench_core.runner import RunContext
 
 Work = Callable[["RunContext", Any], Any]
 
@@ -109,23 +109,3 @@ def in_order(outcomes: Iterator[tuple[int, Any]]) -> Iterator[Any]:
                 raise value.error
             yield value
             expected += 1
-
-
-_worker_contexts: dict[str, RunContext] = {}
-
-
-def worker_context(request: RunRequest) -> RunContext:
-    """The `RunContext` a worker process computes in, prepared once per run request (datasets and models
-    from the cache, which the driver filled in `prepare`)."""
-    import json
-    from dataclasses import asdict, replace
-
-    from attribench_core.plugins import get_registry
-    from attribench_core.runner import prepare
-
-    key = json.dumps(asdict(request), sort_keys=True, default=str)
-    if key not in _worker_contexts:
-        _worker_contexts.clear()  # one run at a time per worker
-        # the driver has (re)trained the models already: a worker loads them from the cache, never trains
-        _worker_contexts[key] = prepare(get_registry(), replace(request, retrain=False), train=False)
-    return _worker_contexts[key]

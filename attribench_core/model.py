@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from attribench_core.errors import ModelError
+from attribench_core.recipe import Recipe
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,19 +34,6 @@ class ModelInfo:
     num_classes: int | None = None
     cam_layer: str | None = None  # a dotted module path, or `path:tokens` (see `cam_layer_path`)
     weights_hash: str = ""
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A training recipe; its fields enter the weights' cache key."""
-
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    min_accuracy: float = 0.0
-    max_attempts: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,10 +66,10 @@ class Model(ABC):
 
     def from_file(self, path: Path, num_classes: int, image_shape: tuple[int, int, int]) -> torch.nn.Module:
         """The network with the user's weights in `path` (`--weights`): by default `build` loading a state
-        dict, bare or under a common key (`weights.load_state_dict_file`). Override it for another format; a
+        dict, bare or under a common key (`load_state_dict_file`). Override it for another format; a
         `ModelError` it raises is shown as is, any other exception as weights that do not fit the model.
         """
-        from attribench_core.weights import load_state_dict_file
+        from attribench_core.state_dict import load_state_dict_file
 
         module = self.build(num_classes, image_shape)
         load_state_dict_file(module, path)

@@ -34,10 +34,10 @@ import torch
 from torch import nn
 
 from attribench_core.errors import ModelError, UsageProblem
+from attribench_core.identity import short_hash
 from attribench_core.model import TOKENS, Model, attach_info, model_info
 from attribench_core.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalize, Normalized
-from attribench_core.store import short_hash
-from attribench_core.weights import load_state_dict_file
+from attribench_core.state_dict import load_state_dict_file
 
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std), one value per channel
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".jit")

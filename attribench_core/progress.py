@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -58,3 +59,38 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class RichProgress:
+    """A rich progress display as a `Progress` callable (on stderr when stdout carries JSON). Where that
+    stream is not a terminal (nohup, CI, a log file), which rich would leave blank until the end, plain
+    lines go to stderr instead (`LineProgress`: count, rate and ETA every 10 s, and at the end)."""
+
+    def __init__(self, stderr: bool):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        console = Console(stderr=stderr, highlight=False)
+        self.lines = None if console.is_terminal else LineProgress(sys.stderr)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            disable=self.lines is not None,
+        )
+
+    def __enter__(self):
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def __call__(self, description: str, total: int):
+        if self.lines is not None:
+            return self.lines(description, total)
+        task = self.bar.add_task(description, total=total)
+        return lambda n: self.bar.advance(task, n)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import json
 import platform
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from attribench_core.dataset import Batch, Dataset
 from attribench_core.errors import AttribenchError, ParameterError, UsageProblem
 from attribench_core.executor import Executor, Failed, LocalExecutor, Work, in_order
 from attribench_core.explainer import Explainer
+from attribench_core.identity import short_hash
 from attribench_core.metric import TARGETS, AttributionRequest, Metric
 from attribench_core.model import Model, model_info
 from attribench_core.model_sources import (
@@ -37,7 +39,7 @@ from attribench_core.progress import Progress, no_progress
 from attribench_core.registry import Entry, Registry
 from attribench_core.result import Result
 from attribench_core.seeding import derive_seed
-from attribench_core.store import AttributionStore, GroupKey, ResultRecord, Stored, short_hash
+from attribench_core.store import AttributionStore, GroupKey, ResultRecord, Stored
 from attribench_core.weights import LoadedModel, obtain_model
 
 IMAGE_FOLDER = "core.images"  # the dataset of --images DIR
@@ -726,3 +728,19 @@ def _run(registry: Registry, request: RunRequest, executor: Executor, progress: 
     arrays.update({f"{label}/index": r.index for label, r in results.items() if r.index is not None})
     ctx.store.merge([ResultRecord(metric_entry.qualified, run_id, outcome.to_json(), arrays)])
     return outcome
+
+
+_worker_contexts: dict[str, RunContext] = {}
+
+
+def worker_context(request: RunRequest) -> RunContext:
+    """The `RunContext` a worker process computes in, prepared once per run request (datasets and models
+    from the cache, which the driver filled in `prepare`)."""
+    from attribench_core.plugins import get_registry
+
+    key = json.dumps(asdict(request), sort_keys=True, default=str)
+    if key not in _worker_contexts:
+        _worker_contexts.clear()  # one run at a time per worker
+        # the driver has (re)trained the models already: a worker loads them from the cache, never trains
+        _worker_contexts[key] = prepare(get_registry(), replace(request, retrain=False), train=False)
+    return _worker_contexts[key]

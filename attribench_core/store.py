@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import hashlib
 import itertools
 import json
 import os
@@ -43,6 +42,7 @@ import h5py
 import numpy as np
 
 from attribench_core.errors import StoreError
+from attribench_core.identity import short_hash
 
 FORMAT = "attribench-store"
 VERSION = 2
@@ -61,12 +61,6 @@ REJECTED = "rejected"
 SEGMENT = re.compile(r"seg-(\d{12})-(\d{12})\.h5")
 UNMERGEABLE = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
 _temporaries = itertools.count()
-
-
-def short_hash(payload: Any, length: int = 10) -> str:
-    """A stable short hash of JSON-serialisable `payload` (sorted keys)."""
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 @dataclass(frozen=True)

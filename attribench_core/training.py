@@ -12,8 +12,8 @@ import torch
 
 from attribench_core.cache import atomic_path
 from attribench_core.dataset import Dataset
-from attribench_core.model import Recipe
 from attribench_core.progress import Progress
+from attribench_core.recipe import Recipe
 
 # CPU training's intra-op threads, fixed, as reductions split by thread count round apart. Two: the count
 # torch picked on the 2-core machines our published figures come from, so they stay what a fresh clone prints.

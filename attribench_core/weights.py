@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,10 +23,10 @@ import torch
 from attribench_core.cache import atomic_path, building, home
 from attribench_core.dataset import Dataset
 from attribench_core.errors import ModelError, UsageProblem
+from attribench_core.identity import short_hash
 from attribench_core.model import Model, ModelInfo, Verification, attach_info
 from attribench_core.progress import Progress, no_progress
 from attribench_core.seeding import derive_seed
-from attribench_core.store import short_hash
 from attribench_core.training import TRAINING_THREADS, fixed_threads
 
 
@@ -63,40 +62,6 @@ def _outermost_scripts(module: torch.nn.Module) -> list[torch.jit.ScriptModule]:
     if isinstance(module, torch.jit.ScriptModule):
         return [module]
     return [s for child in module.children() for s in _outermost_scripts(child)]
-
-
-STATE_DICT_KEYS = ("model", "state_dict", "model_state_dict")
-
-
-def load_state_dict_file(module: torch.nn.Module, path: Path) -> None:
-    """Load the state dict saved in `path` into `module`: bare, or under one of `STATE_DICT_KEYS` (as
-    training checkpoints keep it). A mismatch raises ValueError naming the first missing or unexpected
-    key or the first shape that differs."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(
-            "the file holds more than tensors (a whole pickled model?); save model.state_dict() instead"
-        ) from None
-    if isinstance(state, dict):
-        state = next((state[k] for k in STATE_DICT_KEYS if isinstance(state.get(k), dict)), state)
-    if not isinstance(state, dict):
-        raise ValueError(f"the file holds a {type(state).__name__}, not a state dict")
-    expected = module.state_dict()
-    for problem, keys in (
-        ("missing key", [k for k in expected if k not in state]),
-        ("unexpected key", [k for k in state if k not in expected]),
-    ):
-        if keys:
-            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
-            raise ValueError(f"{problem} '{keys[0]}'{more}")
-    for key, tensor in state.items():
-        if isinstance(tensor, torch.Tensor) and tensor.shape != expected[key].shape:
-            model_shape = list(expected[key].shape)
-            raise ValueError(
-                f"'{key}' has shape {list(tensor.shape)} in the file but {model_shape} in the model"
-            )
-    module.load_state_dict(state)
 
 
 def obtain_model(

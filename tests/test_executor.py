@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from attribench_core.cli import cli
 from attribench_core.errors import ParameterError, UsageProblem
-from attribench_core.executor import Failed, LocalExecutor, in_order, worker_context
-from attribench_core.runner import RunRequest
+from attribench_core.executor import Failed, LocalExecutor, in_order
+from attribench_core.runner import RunRequest, worker_context
 from attribench_core.store import AttributionStore, GroupKey
 from attribench_core.testing import ShuffledExecutor, using_plugins
 

@@ -17,7 +17,8 @@ from attribench_core.model_sources import model_source, parse_normalization
 from attribench_core.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalize, Normalized
 from attribench_core.plugins import get_registry
 from attribench_core.runner import RunRequest, prepare
-from attribench_core.weights import load_state_dict_file, weights_hash
+from attribench_core.state_dict import load_state_dict_file
+from attribench_core.weights import weights_hash
 
 NET = textwrap.dedent(
     '''

@@ -5,8 +5,7 @@ import io
 import click
 from click.testing import CliRunner
 
-from attribench_core.cli import RichProgress
-from attribench_core.progress import LineProgress
+from attribench_core.progress import LineProgress, RichProgress
 
 
 class _Clock:

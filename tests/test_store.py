@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from attribench_core.cli import cli
 from attribench_core.errors import StoreError
-from attribench_core.store import AttributionStore, GroupKey, ResultRecord, short_hash
+from attribench_core.identity import short_hash
+from attribench_core.store import AttributionStore, GroupKey, ResultRecord
 
 KEY = GroupKey("core.toy@abc", "core.toy_cnn@def", "methods.ig@123")
 PROVENANCE = {"explainer": "methods.ig", "params": {"steps": 8}, "seed": 3}

@@ -15,9 +15,9 @@ from torch import nn
 
 from attribench_core.cache import cached_arrays
 from attribench_core.dataset import ArrayDataset
+from attribench_core.identity import short_hash
 from attribench_core.model import Model, Recipe
 from attribench_core.seeding import derive_seed
-from attribench_core.store import short_hash
 
 SIDE, SQUARE = 32, 8
 SIZES = {"train": 2000, "test": 512}

@@ -34,10 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from attribench_core.cache import atomic_path, home
-from attribench_core.errors import UsageProblem
-from attribench_core.seeding import derive_seed
-from attribench_core.store import short_hash
+from attribench_core import UsageProblem, atomic_path, derive_seed, home, short_hash
 
 from .classes import BEDROOM, DOG, OBJECTS, SCENES
 from .coco import coco_objects, images_folder, load_coco

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attribench_core.errors import UsageProblem
+from attribench_core import UsageProblem
 
 from .classes import COCO_NAMES, OBJECTS
 

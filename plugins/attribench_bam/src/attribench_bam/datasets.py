@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from attribench_core.dataset import ArrayDataset, Roles
+from attribench_core import ArrayDataset, Roles
 
 from .build import SYNTH_N, SYNTH_SIZE, SYNTH_VAL, build_synth, load_meta, load_split
 from .classes import BAMBOO_FOREST, BEDROOM, DOG, OBJECTS, SCENES

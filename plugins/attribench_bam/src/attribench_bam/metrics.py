@@ -18,10 +18,16 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from attribench_core.errors import ParameterError
-from attribench_core.metric import AttributionRequest, Metric, MetricContext
-from attribench_core.params import Param
-from attribench_core.result import Result, Uncertainty, mean_result
+from attribench_core import (
+    AttributionRequest,
+    Metric,
+    MetricContext,
+    Param,
+    ParameterError,
+    Result,
+    Uncertainty,
+    mean_result,
+)
 
 from . import functional
 from .build import SYNTH_N, SYNTH_SIZE, SYNTH_VAL

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attribench_core.errors import UsageProblem
+from attribench_core import UsageProblem
 
 from .classes import MINIPLACES_FOLDERS, SCENES
 

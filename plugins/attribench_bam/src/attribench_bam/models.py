@@ -18,9 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from attribench_core.dataset import Dataset
-from attribench_core.model import Model, Recipe, Verification
-from attribench_core.training import predict
+from attribench_core import Dataset, Model, Recipe, Verification, predict
 
 ABOVE_CHANCE = 0.1  # obj model on scene-only images: "about chance", at most 1/classes + this
 MAX_SCENE_DROP = 0.05  # scene model: accuracy without the object at most this much lower

@@ -16,9 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from attribench_core.cache import cached_arrays
-from attribench_core.store import short_hash
-from attribench_core.weights import obtain_model
+from attribench_core import cached_arrays, obtain_model, short_hash
 
 from . import datasets
 from .build import SYNTH_N, SYNTH_SIZE, SYNTH_VAL

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from attribench_core.report import figures
-from attribench_core.report.content import (
+from attribench_core import (
     Block,
     Figure,
     ReportInput,
     Section,
     StoredRun,
     Table,
+    figures,
     finite,
     model_checks,
     passed_label,

@@ -21,7 +21,7 @@ from functools import cache
 
 import numpy as np
 
-from attribench_core.seeding import derive_seed
+from attribench_core import derive_seed
 
 from .classes import OBJECTS, SCENES
 

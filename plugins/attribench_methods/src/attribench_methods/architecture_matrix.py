@@ -26,10 +26,7 @@ from importlib.util import find_spec
 import torch
 from torch import nn
 
-from attribench_core import reference_models
-from attribench_core.errors import AttribenchError
-from attribench_core.explainer import Explainer
-from attribench_core.model_sources import Logits
+from attribench_core import AttribenchError, Explainer, Logits, reference_models
 from attribench_core.testing import model_changes, model_snapshot, plugin_registry
 from attribench_methods import plugin
 

@@ -7,8 +7,7 @@ from math import comb
 import torch
 import torch.nn.functional as F
 
-from attribench_core.explainer import Explainer
-from attribench_core.params import Param
+from attribench_core import Explainer, Param
 from attribench_methods.common import generator_or_default
 
 

@@ -9,8 +9,7 @@ from contextlib import contextmanager
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
 
-from attribench_core.explainer import Explainer
-from attribench_core.model import cam_layer_path
+from attribench_core import Explainer, cam_layer_path
 from attribench_methods.backprop_rules import GuidedBackprop
 from attribench_methods.common import checked_batch, quiet_captum
 from attribench_methods.model_checks import UnsupportedModelError, weight_sharing_copy

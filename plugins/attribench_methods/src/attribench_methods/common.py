@@ -11,8 +11,7 @@ from typing import Any, ClassVar
 import torch
 from captum import attr as captum_attr
 
-from attribench_core.explainer import Explainer
-from attribench_core.model import model_info
+from attribench_core import Explainer, model_info
 from attribench_methods.model_checks import canonical_copy
 
 

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import torch
 
-from attribench_core.params import Param
+from attribench_core import Param
 from attribench_methods.common import checked_batch, generator_or_default, target_gradient
 from attribench_methods.gradients import (
     INTERNAL_BATCH_SIZE,

@@ -10,8 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from attribench_core.explainer import Explainer
-from attribench_core.params import Param
+from attribench_core import Explainer, Param
 from attribench_methods.common import checked_batch
 
 # TorchRay's settings, for 224-pixel images; the size-dependent ones are scaled to the image (see below).

@@ -8,9 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from attribench_core.explainer import Explainer
-from attribench_core.model import model_info
-from attribench_core.params import Param
+from attribench_core import Explainer, Param, model_info
 from attribench_methods.common import CaptumExplainer, checked_batch, generator_or_default, target_gradient
 
 INTERNAL_BATCH_SIZE = Param(

@@ -9,9 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from attribench_core.explainer import Explainer
-from attribench_core.model import cam_layer, check_hookable
-from attribench_core.params import Param
+from attribench_core import Explainer, Param, cam_layer, check_hookable
 from attribench_methods.common import checked_batch, generator_or_default
 from attribench_methods.gradients import INTERNAL_BATCH_SIZE
 from attribench_methods.model_checks import UnsupportedModelError

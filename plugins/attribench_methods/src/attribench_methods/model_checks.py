@@ -25,8 +25,7 @@ import torch.nn.functional as F
 from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 from torch import nn
 
-from attribench_core.errors import AttribenchError
-from attribench_core.model import check_hookable
+from attribench_core import AttribenchError, check_hookable
 
 
 class UnsupportedModelError(AttribenchError, ValueError):

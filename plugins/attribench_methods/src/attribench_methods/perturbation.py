@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from attribench_core.params import Param
+from attribench_core import Param
 from attribench_methods.common import CaptumExplainer
 from attribench_methods.gradients import INTERNAL_BATCH_SIZE
 

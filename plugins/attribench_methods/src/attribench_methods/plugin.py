@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from attribench_core.hookspecs import hookimpl
+from attribench_core import hookimpl
 
 PKG = "attribench_methods"
 

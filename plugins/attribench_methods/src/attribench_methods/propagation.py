@@ -16,10 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attribench_core.explainer import Explainer
-from attribench_core.model import model_info
-from attribench_core.normalization import Normalize
-from attribench_core.params import Param
+from attribench_core import Explainer, Normalize, Param, model_info
 from attribench_methods.common import CaptumExplainer, checked_batch
 from attribench_methods.lrp_rules import (
     AlphaBetaRule,

@@ -7,8 +7,7 @@ from __future__ import annotations
 import torch
 from captum.attr import DeepLift
 
-from attribench_core.explainer import Explainer
-from attribench_core.params import Param
+from attribench_core import Explainer, Param
 from attribench_methods.common import checked_batch, generator_or_default, quiet_captum, target_gradient
 from attribench_methods.ensembles import flat_passes, runs
 from attribench_methods.gradients import INTERNAL_BATCH_SIZE

@@ -27,7 +27,7 @@ from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 from torch import nn
 from torch.overrides import TorchFunctionMode, resolve_name
 
-from attribench_core.explainer import Explainer
+from attribench_core import Explainer
 from attribench_methods.model_checks import PerCall, Rescaled, UnsupportedModelError, overlapping
 
 # The stored gap divides by max(|f(x) − f(reference)|, GAIN_FLOOR); the warning fires where the gap exceeds

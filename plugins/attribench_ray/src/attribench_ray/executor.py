@@ -20,12 +20,10 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray.exceptions import RayActorError
 
-from attribench_core.errors import UsageProblem
-from attribench_core.executor import Executor, Failed, Work, attempt, worker_context
-from attribench_core.params import Param
+from attribench_core import Executor, Failed, Param, UsageProblem, Work, attempt, worker_context
 
 if TYPE_CHECKING:
-    from attribench_core.runner import RunContext, RunRequest
+    from attribench_core import RunContext, RunRequest
 
 IN_FLIGHT_PER_WORKER = 2  # enough to keep a worker busy while its last value travels back
 RETRIES = 2  # an item whose worker died is tried on this many fresh workers before it is reported failed

@@ -28,10 +28,7 @@ def reproduce(
     num_imgs: int, seed: int, device: str, batch_size: int, store: Path, preset: str, out: Path | None
 ) -> None:
     """PAFL of SMERF's 17 methods on all seven settings, beside the paper's (trains missing models)."""
-    from attribench_core import plugins
-    from attribench_core.cli import RichProgress, check_device
-    from attribench_core.errors import UsageProblem
-    from attribench_core.runner import RunRequest, run
+    from attribench_core import RichProgress, RunRequest, UsageProblem, check_device, get_registry, run
     from attribench_smerf.reproduction import METHODS, report
 
     check_device(device)
@@ -48,7 +45,7 @@ def reproduce(
         options={"setting": "all", "preset": preset},
     )
     with RichProgress(stderr=True) as progress:
-        outcome = run(plugins.get_registry(), request, progress)
+        outcome = run(get_registry(), request, progress)
     payload = outcome.to_json()
     if out is not None:
         out.write_text(json.dumps(payload, indent=1))

@@ -13,11 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attribench_core.cache import cached_arrays
-from attribench_core.dataset import ArrayDataset
-from attribench_core.errors import UsageProblem
-from attribench_core.seeding import derive_seed
-from attribench_core.store import short_hash
+from attribench_core import ArrayDataset, UsageProblem, cached_arrays, derive_seed, short_hash
 
 from . import textbox
 from .settings import PRESETS, SETTINGS, BucketSpec, bucket_counts, bucket_objects, bucket_specs, choose

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attribench_core.result import Uncertainty, bootstrap_interval, wilson_ci
+from attribench_core import Uncertainty, bootstrap_interval, wilson_ci
 from attribench_smerf.settings import COMPLEX, SIMPLE, bucket_objects
 
 IGNORED, PRIMARY, SECONDARY = 0, 1, 2

@@ -21,10 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from attribench_core.metric import AttributionRequest, Metric, MetricContext
-from attribench_core.params import Param
-from attribench_core.result import Result
-from attribench_core.seeding import derive_seed
+from attribench_core import AttributionRequest, Metric, MetricContext, Param, Result, derive_seed
 from attribench_smerf import functional
 from attribench_smerf.models import VARIANTS, model_name
 from attribench_smerf.postprocess import MODES, postprocess

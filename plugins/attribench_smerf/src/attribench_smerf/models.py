@@ -35,12 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from attribench_core.cache import atomic_path
-from attribench_core.dataset import Dataset
-from attribench_core.model import Model, Recipe, Verification
-from attribench_core.progress import Progress
-from attribench_core.seeding import derive_seed
-from attribench_core.training import predict
+from attribench_core import Dataset, Model, Progress, Recipe, Verification, atomic_path, derive_seed, predict
 
 from .settings import SETTINGS, SIMPLE
 

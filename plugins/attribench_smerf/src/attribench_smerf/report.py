@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from attribench_core.report import figures
-from attribench_core.report.content import (
+from attribench_core import (
     Block,
     Figure,
     ReportInput,
     Section,
     StoredRun,
     Table,
+    figures,
     finite,
     model_checks,
     passed_label,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
 
-from attribench_core.errors import UsageProblem
+from attribench_core import UsageProblem
 
 REGIONS = ("box1", "box2", "text")
 """Region names, in the canonical order used in every `primary`/`secondary` tuple."""

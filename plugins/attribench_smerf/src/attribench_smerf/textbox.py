@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attribench_core.errors import UsageProblem
-from attribench_core.store import short_hash
+from attribench_core import UsageProblem, short_hash
 
 from .settings import LETTERS, REGIONS
 

@@ -7,10 +7,7 @@ from typing import Any
 
 import torch
 
-from attribench_core.errors import UsageProblem
-from attribench_core.explainer import Explainer
-from attribench_core.params import Param, parse_assignments
-from attribench_core.plugins import get_registry
+from attribench_core import Explainer, Param, UsageProblem, get_registry, parse_assignments
 from attribench_soco.maps import saliency
 from attribench_soco.modify import MODES, SCHEMES, modify
 

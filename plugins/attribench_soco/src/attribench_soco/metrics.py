@@ -17,10 +17,17 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from attribench_core.metric import Metric, MetricContext
-from attribench_core.params import Param
-from attribench_core.result import Curve, Result, bootstrap_interval, mean_result, wilson_ci
-from attribench_core.seeding import derive_seed
+from attribench_core import (
+    Curve,
+    Metric,
+    MetricContext,
+    Param,
+    Result,
+    bootstrap_interval,
+    derive_seed,
+    mean_result,
+    wilson_ci,
+)
 
 from . import functional
 from .maps import saliency

@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from attribench_core.report import figures
-from attribench_core.report.content import Block, Figure, ReportInput, Section, Table
-from attribench_core.report.leaderboard import Board, boards, is_explainer
+from attribench_core import Block, Board, Figure, ReportInput, Section, Table, boards, figures, is_explainer
 
 from .validation import COMPARED, PAPER_TABLE_1
 

@@ -16,9 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from attribench_core.metric import MetricContext
-from attribench_core.params import Param
-from attribench_core.result import Curve, Result, Uncertainty
+from attribench_core import Curve, MetricContext, Param, Result, Uncertainty
 
 from . import functional, linear
 from .metrics import OPTIONS, Completeness, DeletionAccuracy, RoadMorf, SocoMetric, Soundness
