@@ -133,13 +133,19 @@ def test_holm_multiplies_the_kth_smallest_p_by_m_minus_k_and_keeps_the_order():
 
 def test_the_paired_bootstrap_p_value_by_hand():
     rng = np.random.default_rng(0)
-    # constant differences: every centred resample mean is 0 < 0.2, so p = 1 / (resamples + 1)
-    assert paired.paired_bootstrap_p(np.full(6, 0.2), rng, resamples=999) == pytest.approx(1 / 1000)
-    assert paired.paired_bootstrap_p(np.zeros(5), rng) == 1.0  # no difference at all
+    # constant differences: every centred resample mean is 0 < 0.2, so p = 1 / (resamples + 1);
+    # no difference at all: every resample is as extreme, p = 1
+    columns = np.stack([np.full(6, 0.2), np.zeros(6)], axis=1)
+    assert paired.paired_bootstrap_p_values(columns, rng, resamples=2_500).tolist() == [1 / 2_501, 1.0]
     # d = (2, 0): centred (1, -1); a resample mean is +-1 with probability 1/2, 0 otherwise -> p = 1/2
-    assert paired.paired_bootstrap_p(np.array([2.0, 0.0]), rng, resamples=20_000) == pytest.approx(
-        0.5, abs=0.02
-    )
+    (p,) = paired.paired_bootstrap_p_values(np.array([[2.0], [0.0]]), rng, resamples=20_000)
+    assert p == pytest.approx(0.5, abs=0.02)
+
+
+def test_resample_counts_draw_each_resample_with_replacement():
+    counts = paired.resample_counts(5, np.random.default_rng(1), 3000)
+    assert counts.shape == (3000, 5) and (counts.sum(axis=1) == 5).all()
+    assert counts.mean(axis=0).min() > 0.9 and counts.mean(axis=0).max() < 1.1  # 1 per sample on average
 
 
 def test_paired_comparisons_pair_images_by_index_and_correct_for_the_pairs(tiny):
@@ -147,7 +153,8 @@ def test_paired_comparisons_pair_images_by_index_and_correct_for_the_pairs(tiny)
     (mass, _) = leaderboard.boards(report)
     samples = paired.samples(report, mass)
     assert sorted(samples) == ["t.a", "t.b"]  # ODD's per-sample mean is not its headline value: left out
-    ab = paired.shared_differences(samples["t.a"], samples["t.b"])
+    shared, ab = paired.shared_differences(samples["t.a"], samples["t.b"])
+    assert shared.tolist() == [0, 1, 2, 3]
     np.testing.assert_allclose(ab, [0.2] * 4)
     (found,) = paired.comparisons(report)
     assert (found.a, found.b, found.n) == ("t.a", "t.b", 4)

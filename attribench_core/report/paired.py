@@ -13,6 +13,7 @@ metric's better direction.
 from __future__ import annotations
 
 import itertools
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from attribench_core.report.leaderboard import Board, boards, is_explainer
 
 ALPHA = 0.05
 RESAMPLES = 10_000
+BLOCK = 1_000  # resamples drawn at once: a block of counts is BLOCK × images
 COLUMNS = ["A", "B", "shared images", "mean A − B", "p", "p (Holm)", "verdict"]
 
 
@@ -61,18 +63,29 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def paired_bootstrap_p(
+def resample_counts(n: int, rng: np.random.Generator, size: int) -> np.ndarray:
+    """How often each of `n` samples is drawn in each of `size` bootstrap resamples (`[size, n]`)."""
+    draws = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]
+    return np.bincount(draws.ravel(), minlength=size * n).reshape(size, n)
+
+
+def paired_bootstrap_p_values(
     differences: np.ndarray, rng: np.random.Generator, resamples: int = RESAMPLES
-) -> float:
-    """Two-sided p-value of "the mean difference is 0": (1 + the number of bootstrap means of the centred
-    differences at least as far from 0 as the observed mean) / (1 + resamples), so never 0; 1 when every
-    difference is 0."""
+) -> np.ndarray:
+    """Two-sided p-values of "the mean difference is 0", one per column of `differences` (`[images,
+    pairs]`, the pairs measured on the same images, tested with the same resamples): (1 + the number of
+    bootstrap means of the centred differences at least as far from 0 as the observed mean) /
+    (1 + resamples), so never 0; 1 when every difference is 0. Resamples are drawn `BLOCK` at a time and
+    averaged as one matrix product, so many pairs on many images stay cheap."""
     d = np.asarray(differences, dtype=np.float64)
-    observed = abs(d.mean())
-    centred = d - d.mean()
-    means = centred[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
-    tolerance = 1e-12 * max(1.0, observed)  # equal means computed in another order must count as equal
-    return float((1 + (np.abs(means) >= observed - tolerance).sum()) / (1 + resamples))
+    observed = np.abs(d.mean(axis=0))
+    centred = d - d.mean(axis=0)
+    tolerance = 1e-12 * np.maximum(1.0, observed)  # equal means summed in another order count as equal
+    extreme = np.zeros(d.shape[1], dtype=np.int64)
+    for start in range(0, resamples, BLOCK):
+        means = resample_counts(len(d), rng, min(BLOCK, resamples - start)) @ centred / len(d)
+        extreme += (np.abs(means) >= observed - tolerance).sum(axis=0)
+    return (1 + extreme) / (1 + resamples)
 
 
 def headline_name(run: StoredRun, label: str) -> str | None:
@@ -110,10 +123,10 @@ def samples(report: ReportInput, board: Board) -> dict[str, Samples]:
     return out
 
 
-def shared_differences(a: Samples, b: Samples) -> np.ndarray:
-    """A − B on the dataset indices both were scored on."""
-    _, ia, ib = np.intersect1d(a.index, b.index, return_indices=True)
-    return a.values[ia].astype(np.float64) - b.values[ib].astype(np.float64)
+def shared_differences(a: Samples, b: Samples) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset indices both were scored on (sorted), and A − B on them."""
+    shared, ia, ib = np.intersect1d(a.index, b.index, return_indices=True)
+    return shared, a.values[ia].astype(np.float64) - b.values[ib].astype(np.float64)
 
 
 def verdict(a: str, b: str, mean_diff: float, p_holm: float, higher_is_better: bool | None) -> str:
@@ -128,13 +141,19 @@ def verdict(a: str, b: str, mean_diff: float, p_holm: float, higher_is_better: b
 
 def compare(board: Board, by_method: dict[str, Samples], seed: int) -> list[Comparison]:
     """Every pair of methods (in name order) with at least 2 shared images, Holm-corrected over the board."""
-    rng = np.random.default_rng(seed)
     tested = []
+    on_images: dict[bytes, list[int]] = defaultdict(list)  # pairs on the same images share resamples
     for a, b in itertools.combinations(sorted(by_method), 2):
-        d = shared_differences(by_method[a], by_method[b])
+        shared, d = shared_differences(by_method[a], by_method[b])
         if len(d) >= 2:
-            tested.append((a, b, d, paired_bootstrap_p(d, rng)))
-    corrected = holm([p for *_, p in tested])
+            on_images[shared.astype(np.int64).tobytes()].append(len(tested))
+            tested.append((a, b, d))
+    rng = np.random.default_rng(seed)
+    p_values = np.empty(len(tested))
+    for members in on_images.values():
+        columns = np.stack([tested[i][2] for i in members], axis=1)
+        p_values[members] = paired_bootstrap_p_values(columns, rng)
+    corrected = holm(p_values.tolist())
     return [
         Comparison(
             board.name,
@@ -146,7 +165,7 @@ def compare(board: Board, by_method: dict[str, Samples], seed: int) -> list[Comp
             q,
             verdict(a, b, float(d.mean()), q, board.higher_is_better),
         )
-        for (a, b, d, p), q in zip(tested, corrected, strict=True)
+        for (a, b, d), p, q in zip(tested, p_values.tolist(), corrected, strict=True)
     ]
 
 
