@@ -154,7 +154,7 @@ def sections(report: ReportInput, wanted: list[str] | None = None) -> list[Secti
     made = [figure(report, drill) for drill in drills]
     shown = [f for f in made if isinstance(f, Figure)]
     text = (
-        f"For {'the methods asked for' if wanted else 'the top-ranked method of each leaderboard'}: the "
+        f"For {'each method asked for' if wanted else 'the top-ranked method of each leaderboard'}: the "
         f"{SHOWN} images it scored best and the {SHOWN} it scored worst, with its attribution maps, so a "
         "number can be checked against the images behind it."
     )
