@@ -479,6 +479,9 @@ def store_export(group: str, out: Path, store: Path, force: bool) -> None:
 # -- report ---------------------------------------------------------------------------------------
 
 
+TABLE_FORMATS = ("csv", "latex", "json")
+
+
 @cli.command("report", context_settings=CONTEXT)
 @_store_option
 @click.option(
@@ -491,22 +494,63 @@ def store_export(group: str, out: Path, store: Path, force: bool) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["html", "md", "both"]),
+    type=click.Choice(["html", "md", "both", *TABLE_FORMATS]),
     default="both",
     show_default=True,
-    help="html: one self-contained index.html; md: report.md with figures/*.png; both.",
+    help="html: one self-contained index.html; md: report.md with figures/*.png; both. csv, latex, json: "
+    "the leaderboards, the method × metric matrix (and, but for csv, the paired comparisons) as tables, "
+    "to --output or stdout.",
 )
-def report_command(store: Path, out: Path, fmt: str) -> None:
-    """Turn everything in the store into a report: leaderboards, rank agreement, plugin sections,
-    an attribution gallery and provenance."""
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File for --format csv|latex|json (default: stdout).",
+)
+@click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
+@click.option(
+    "--drill",
+    multiple=True,
+    metavar="METRIC:EXPLAINER",
+    help="Drill down into this method on this metric's leaderboards (repeatable; default: each "
+    "leaderboard's top method).",
+)
+def report_command(
+    store: Path, out: Path, fmt: str, output: Path | None, force: bool, drill: tuple[str, ...]
+) -> None:
+    """Turn everything in the store into a report: a method × metric matrix, leaderboards, paired
+    comparisons, rank agreement, plugin sections, a per-image drill-down, an attribution gallery and
+    provenance; or export its tables (--format csv|latex|json)."""
+    if fmt in TABLE_FORMATS:
+        _export_tables(store, fmt, output, force)
+        return
+    if output is not None:
+        raise UsageProblem(f"--output is for --format csv|latex|json; --format {fmt} writes into --out.")
     from attribench_core.report.assemble import FORMATS, make_report
 
     _open_store(store)
-    written, notes = make_report(store, plugins.get_registry(), out, FORMATS if fmt == "both" else (fmt,))
+    formats = FORMATS if fmt == "both" else (fmt,)
+    written, notes = make_report(store, plugins.get_registry(), out, formats, drill)
     for note in notes:
         click.echo(f"Warning: {note}", err=True)
     for path in written:
         click.echo(str(path))
+
+
+def _export_tables(store: Path, fmt: str, output: Path | None, force: bool) -> None:
+    """Write the report's tables in `fmt` to `output` (kept unless `force`) or to stdout."""
+    from attribench_core.report.export import export
+
+    if output is not None and not output.parent.is_dir():
+        raise UsageProblem(f"Folder '{output.parent}' does not exist.")
+    if output is not None and output.exists() and not force:
+        raise UsageProblem(f"'{output}' exists; pass --force to overwrite it, or choose another file.")
+    _open_store(store)
+    text = export(store, plugins.get_registry(), fmt)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    click.echo(str(output))
 
 
 # -- entry point ----------------------------------------------------------------------------------

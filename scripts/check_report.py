@@ -1,5 +1,5 @@
-"""Open a report's index.html in headless Chromium: take a screenshot, fail on console errors and on
-references to anything outside the page.
+"""Open a report's index.html in headless Chromium: take a screenshot, fail on console errors, on
+references to anything outside the page, and on a page that scrolls sideways at the window's width.
 
 An optional check (Chromium is not a dependency; on Debian: `apt-get install -y chromium`):
 
@@ -8,7 +8,10 @@ An optional check (Chromium is not a dependency; on Debian: `apt-get install -y 
 
 The page is loaded with name resolution switched off, and its `src`, `href` and CSS `url()` references are
 checked to be inline (`data:`) or anchors (`#...`): headless Chromium does not log every failed load.
-Exit status 0: the page is self-contained and rendered with an empty console.
+The width is measured on a copy of the page with a script added (the report itself has none) that records,
+once loaded, how far the document is wider than the window and which elements stick out; Chromium's
+`--dump-dom` hands that back. Exit status 0: the page is self-contained, rendered with an empty console
+and fits the width (1280 px unless --width says otherwise).
 """
 
 from __future__ import annotations
@@ -24,6 +27,19 @@ from pathlib import Path
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 CONSOLE = re.compile(r"CONSOLE\(\d+\)\]|:CONSOLE:|Failed to load resource", re.IGNORECASE)
 PNG = b"\x89PNG\r\n\x1a\n"
+MEASURE = """<script>
+addEventListener("load", () => {
+  const width = document.documentElement.clientWidth;
+  const sticksOut = (e) => e.getBoundingClientRect().right > width + 1;
+  const wide = [...document.querySelectorAll("body *")]
+    .filter((e) => sticksOut(e) && !sticksOut(e.parentElement) && !e.parentElement.closest(".scroll"))
+    .slice(0, 5)
+    .map((e) => e.tagName.toLowerCase() + (e.className ? "." + e.className : ""));
+  const over = document.documentElement.scrollWidth - width;
+  document.body.setAttribute("data-overflow", over + "|" + wide.join(" "));
+});
+</script>"""
+OVERFLOW = re.compile(r'data-overflow="(-?\d+)\|([^"]*)"')
 REFERENCE = re.compile(r"""(?:\b(?:src|href)\s*=\s*["']?|url\(\s*["']?)([^"')\s>]*)""", re.IGNORECASE)
 
 
@@ -44,8 +60,10 @@ def find_chromium(given: str | None) -> str:
     return found
 
 
-def check(page: Path, screenshot: Path, chromium: str, width: int, height: int) -> list[str]:
-    """Render `page` into `screenshot`; the console messages and problems found (empty: all good)."""
+def chromium_run(
+    chromium: str, page: Path, width: int, height: int, *action: str
+) -> subprocess.CompletedProcess:
+    """Headless Chromium on `page` at `width` x `height`, offline, with a throw-away profile."""
     with tempfile.TemporaryDirectory() as profile:
         command = [
             chromium,
@@ -58,16 +76,36 @@ def check(page: Path, screenshot: Path, chromium: str, width: int, height: int) 
             "--enable-logging=stderr",
             "--v=0",
             f"--window-size={width},{height}",
-            f"--screenshot={screenshot}",
+            *action,
             page.resolve().as_uri(),
         ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def sideways_scroll(page: Path, chromium: str, width: int) -> list[str]:
+    """A problem when the page is wider than a `width`-pixel window, naming what sticks out."""
+    with tempfile.TemporaryDirectory() as folder:
+        measured = Path(folder) / "measured.html"
+        measured.write_text(page.read_text(encoding="utf-8").replace("</body>", MEASURE + "</body>"), "utf-8")
+        done = chromium_run(chromium, measured, width, 800, "--dump-dom")
+    found = OVERFLOW.search(done.stdout)
+    if found is None:
+        return [f"could not measure the page's width (chromium exited with status {done.returncode})"]
+    over, wide = int(found.group(1)), found.group(2)
+    if over > 0:
+        return [f"the page scrolls sideways at {width} px by {over} px (too wide: {wide or 'unknown'})"]
+    return []
+
+
+def check(page: Path, screenshot: Path, chromium: str, width: int, height: int) -> list[str]:
+    """Render `page` into `screenshot`; the console messages and problems found (empty: all good)."""
+    done = chromium_run(chromium, page, width, height, f"--screenshot={screenshot}")
     problems = [line.strip() for line in done.stderr.splitlines() if CONSOLE.search(line)]
     if done.returncode != 0:
         problems.append(f"chromium exited with status {done.returncode}: {done.stderr.strip()[-500:]}")
     if not screenshot.exists() or not screenshot.read_bytes().startswith(PNG):
         problems.append(f"no screenshot was written to {screenshot}")
-    return problems
+    return problems + sideways_scroll(page, chromium, width)
 
 
 def main() -> None:
@@ -87,7 +125,7 @@ def main() -> None:
         print(problem, file=sys.stderr)
     if problems:
         sys.exit(f"{page}: {len(problems)} problem(s).")
-    print(f"{page}: rendered without console errors; screenshot {args.screenshot}")
+    print(f"{page}: rendered without console errors, fits {args.width} px; screenshot {args.screenshot}")
 
 
 if __name__ == "__main__":

@@ -171,6 +171,8 @@ def test_rank_agreement_orients_values_by_direction(store):
     # outside = 1 - relevance mass per sample: opposite values, the same ranking once oriented
     assert found["core.relevance_mass", "x.outside"] == (3, pytest.approx(1.0), pytest.approx(1.0))
     assert len(found) == 3
+    (section,) = agreement.sections(_input(store))
+    assert "Caution: 3 of 3 pair(s) rest on fewer than 5 methods." in section.text
 
 
 def test_the_gallery_shows_maps_without_inputs_when_the_dataset_cannot_be_rebuilt(store, monkeypatch):
@@ -187,14 +189,15 @@ def test_the_gallery_shows_maps_without_inputs_when_the_dataset_cannot_be_rebuil
 def test_a_failing_plugin_section_becomes_a_note(store):
     sections, notes = build_sections(_input(store))
     titles = [s.title for s in sections]
-    assert titles[:3] == ["Leaderboard: core.relevance_mass", "Leaderboard: core.relevance_rank",
-                          "Leaderboard: x.outside"]  # fmt: skip
-    assert titles[3:] == ["Rank agreement", "Fixture <section>", "Report section x.broken",
-                          "Attribution gallery", "Provenance"]  # fmt: skip
+    assert titles[:4] == ["Method × metric matrix", "Leaderboard: core.relevance_mass",
+                          "Leaderboard: core.relevance_rank", "Leaderboard: x.outside"]  # fmt: skip
+    assert titles[4:] == ["Paired comparisons", "Rank agreement", "Fixture <section>",
+                          "Report section x.broken", "Per-image drill-down", "Attribution gallery",
+                          "Provenance"]  # fmt: skip
     assert notes == [
         "Report section x.broken could not be built: RuntimeError: this plugin's section is broken"
     ]
-    assert sections[5].text == notes[0] and not sections[5].blocks
+    assert sections[7].text == notes[0] and not sections[7].blocks
 
 
 def test_the_report_command_writes_a_self_contained_page_and_markdown(store, tmp_path):

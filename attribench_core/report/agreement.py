@@ -15,6 +15,20 @@ from attribench_core.report.leaderboard import Board, boards
 from attribench_core.report.ranking import kendall_tau_b, spearman
 
 MIN_SHARED = 3
+FEW_METHODS = 5  # below this many shared explainers a rank correlation says little
+
+
+def caveat(found: list[list[object]]) -> str:
+    """A warning when some pairs rest on fewer than `FEW_METHODS` explainers ("" when none does): with 3
+    methods, 1 in 6 random orders agrees perfectly (rho = 1), with 4, 1 in 24."""
+    few = [p for p in found if isinstance(p[2], int) and p[2] < FEW_METHODS]
+    if not few:
+        return ""
+    return (
+        f"\n\nCaution: {len(few)} of {len(found)} pair(s) rest on fewer than {FEW_METHODS} methods. With so "
+        "few, even perfect agreement happens by chance often (1 in 6 random orders of 3 methods, 1 in 24 of "
+        "4), so read these correlations as anecdotes, not evidence."
+    )
 
 
 def oriented(board: Board) -> dict[str, float]:
@@ -49,6 +63,7 @@ def sections(report: ReportInput) -> list[Section]:
     )
     if not found:
         return [Section("Rank agreement", text + " No pair of metrics qualifies in this store.")]
+    text += caveat(found)
     blocks: list[Block] = [
         Table("Rank agreement", ["metric a", "metric b", "shared explainers", "Spearman", "Kendall"], found)
     ]

@@ -1,8 +1,9 @@
 """Assembling a report: read the store, build the core's sections and every plugin's, write the files.
 
-Order: leaderboards, rank agreement, the plugins' sections (in plugin load order), the attribution
-gallery, provenance. Every section builder, the core's included, runs guarded: one that raises (or
-returns something other than a list of sections) becomes a one-line note in the report, never a crash.
+Order: the method × metric matrix, leaderboards, paired comparisons, rank agreement, the plugins' sections
+(in plugin load order), the per-image drill-down, the attribution gallery, provenance. Every section
+builder, the core's included, runs guarded: one that raises (or returns something other than a list of
+sections) becomes a one-line note in the report, never a crash.
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from attribench_core.registry import Registry
-from attribench_core.report import agreement, gallery, leaderboard, provenance, render
+from attribench_core.report import (
+    agreement,
+    drilldown,
+    gallery,
+    leaderboard,
+    matrix,
+    paired,
+    provenance,
+    render,
+)
 from attribench_core.report.content import ReportInput, Section
 from attribench_core.report.reading import read_input
 from attribench_core.store import AttributionStore
@@ -41,12 +51,16 @@ def plugin_builders(registry: Registry) -> list[tuple[str, Builder]]:
     ]
 
 
-def build_sections(report: ReportInput) -> tuple[list[Section], list[str]]:
-    """All sections of the report, and the notes of those that failed."""
+def build_sections(report: ReportInput, drill: tuple[str, ...] = ()) -> tuple[list[Section], list[str]]:
+    """All sections of the report, and the notes of those that failed; `drill` (`METRIC:EXPLAINER`) chooses
+    the drill-downs (default: each leaderboard's top method)."""
     builders: list[tuple[str, Builder]] = [
+        ("Method × metric matrix", matrix.sections),
         ("Leaderboards", leaderboard.sections),
+        ("Paired comparisons", paired.sections),
         ("Rank agreement", agreement.sections),
         *plugin_builders(report.registry),
+        ("Per-image drill-down", lambda r: drilldown.sections(r, list(drill))),
         ("Attribution gallery", gallery.sections),
         ("Provenance", provenance.sections),
     ]
@@ -60,15 +74,21 @@ def build_sections(report: ReportInput) -> tuple[list[Section], list[str]]:
 
 
 def make_report(
-    store_path: Path, registry: Registry, out: Path, formats: tuple[str, ...] = FORMATS
+    store_path: Path,
+    registry: Registry,
+    out: Path,
+    formats: tuple[str, ...] = FORMATS,
+    drill: tuple[str, ...] = (),
 ) -> tuple[list[Path], list[str]]:
     """Read the store (under its shared lock, so no merge is seen half-done), build and write the report.
 
-    Returns the files written and the notes of sections that could not be built.
+    Returns the files written and the notes of sections that could not be built. A `drill` that names no
+    leaderboard row is a usage error, raised before anything is written.
     """
     store = AttributionStore(store_path)
     with store.lock(shared=True):
         report = read_input(store, registry)
-        sections, notes = build_sections(report)
+        drilldown.requested(leaderboard.boards(report), list(drill))
+        sections, notes = build_sections(report, drill)
     subtitle = f"Store {store.path} — {len(report.runs)} run(s), {len(sections)} section(s)."
     return render.write(sections, out, formats, subtitle), notes

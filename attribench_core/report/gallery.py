@@ -54,7 +54,9 @@ class Inputs(NamedTuple):
     class_names: tuple[str, ...]
 
 
-def _inputs(report: ReportInput, attrs: dict[str, Any], index: np.ndarray) -> tuple[Inputs | None, str]:
+def rebuilt_inputs(
+    report: ReportInput, attrs: dict[str, Any], index: np.ndarray
+) -> tuple[Inputs | None, str]:
     """The samples at `index` of the group's dataset rebuilt from its provenance, or None and why not."""
     try:
         factory = report.registry.resolve("dataset", attrs["dataset"]).load()
@@ -88,7 +90,7 @@ def _column_names(groups: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _outline(ax: Any, mask: np.ndarray) -> None:
+def outline(ax: Any, mask: np.ndarray) -> None:
     """Draw the boundary of a boolean mask (nothing for an empty one)."""
     if mask.any():
         ax.contour(mask, levels=[0.5], colors=OUTLINE, linewidths=1)
@@ -104,7 +106,7 @@ def figure(report: ReportInput, groups: list[dict[str, Any]]) -> Figure | None:
     if not len(index):
         return None
     attrs = groups[0]["attrs"]
-    inputs, why_not = _inputs(report, attrs, index)
+    inputs, why_not = rebuilt_inputs(report, attrs, index)
     maps = [report.store.read(key, index) for key in keys]
     first = 1 if inputs is not None else 0
     fig, axes = figures.new_grid(len(index), first + len(groups))
@@ -115,7 +117,7 @@ def figure(report: ReportInput, groups: list[dict[str, Any]]) -> Figure | None:
             mask = inputs.primary[row]
             ax = axes[row, 0]
             ax.imshow(display_image(inputs.images[row], inputs.value_range), cmap="gray")
-            _outline(ax, mask)
+            outline(ax, mask)
             names = inputs.class_names
             name = names[target] if target < len(names) else str(target)
             ax.set_title(f"#{i}: {name}", fontsize=7)
@@ -124,7 +126,7 @@ def figure(report: ReportInput, groups: list[dict[str, Any]]) -> Figure | None:
             heat, limit = signed_map(stored_maps.attribution[row])
             ax.imshow(heat, cmap="bwr", vmin=-limit, vmax=limit)
             if mask is not None and mask.shape == heat.shape:
-                _outline(ax, mask)
+                outline(ax, mask)
             if row == 0:
                 ax.set_title(name, fontsize=7)
         axes[row, 0].set_ylabel(f"target {target}, pred. {prediction}", fontsize=6)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import platform
 from collections import defaultdict
 from importlib import metadata
@@ -24,6 +23,13 @@ def run_date(run_id: str) -> str:
 
 def _options(options: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+
+
+def dataset_options_text(options: dict[str, Any] | None) -> str:
+    """A dataset's options as `k = v` (sorted); an option left unset (None) is the dataset's default and
+    is left out, and "default" stands for none set."""
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    return ", ".join(f"{k} = {v}" for k, v in sorted(given.items())) or "default"
 
 
 def installed_version(package: str) -> str | None:
@@ -87,7 +93,7 @@ def groups_table(report: ReportInput) -> Table:
                 _options(params),
                 a.get("target"),
                 a.get("dataset"),
-                json.dumps(a.get("dataset_options") or {}, sort_keys=True),
+                dataset_options_text(a.get("dataset_options")),
                 a.get("model"),
                 (a.get("weights_hash") or "")[:12] or None,
                 a.get("seed"),

@@ -1,5 +1,8 @@
 """Writing sections out: one self-contained HTML page, and Markdown with the figures as PNG files.
 
+At any width the page does not scroll sideways: a table wider than the text scrolls inside its own box,
+long words (paths, labels) wrap, and figures shrink to the width.
+
 The HTML page embeds every figure as a base64 `data:` URI and its style inline, loads nothing from
 anywhere and runs no script, so it can be mailed or archived as one file. All text is HTML-escaped.
 """
@@ -22,6 +25,9 @@ FIGURES = "figures"
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0; color: #222; background: #fff; }
 main { max-width: 1100px; margin: 0 auto; padding: 1rem 2rem 3rem; }
+p, li, figcaption, caption { overflow-wrap: anywhere; }
+td, th { overflow-wrap: break-word; }
+.scroll { overflow-x: auto; max-width: 100%; }
 h1 { margin-bottom: 0.2rem; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2rem; margin-top: 2.5rem; }
 .meta { color: #666; }
@@ -69,8 +75,8 @@ def _html_table(table: Table) -> str:
     body = "".join("<tr>" + "".join(_td(v) for v in row) + "</tr>" for row in table.rows)
     caption = f"<caption>{e(table.caption)}</caption>" if table.caption else ""
     return (
-        f'<p class="table-title">{e(table.title)}</p>'
-        f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f'<p class="table-title">{e(table.title)}</p><div class="scroll">'
+        f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
     )
 
 
