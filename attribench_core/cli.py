@@ -303,6 +303,7 @@ def run_command(
     **kwargs: Any,
 ) -> None:
     """Run METRIC for some explainers; metric options follow as --name value."""
+    from attribench_core.result import json_text
     from attribench_core.runner import RunRequest, run
 
     check_device(kwargs["device"])
@@ -326,11 +327,11 @@ def run_command(
         click.echo(
             f"note: --num-imgs {request.num_imgs} capped at the dataset's {evaluated} images.", err=True
         )
-    payload = outcome.to_json()
+    payload = json_text(outcome.to_json(), indent=1)  # non-finite numbers as null: JSON has no NaN
     if out is not None:
-        out.write_text(json.dumps(payload, indent=1))
+        out.write_text(payload)
     if as_json:
-        click.echo(json.dumps(payload, indent=1))
+        click.echo(payload)
     else:
         _print_outcome(outcome)
 
@@ -420,9 +421,11 @@ def _open_store(path: Path):
 @click.option("--json", "as_json", is_flag=True)
 def store_ls(store: Path, as_json: bool) -> None:
     """List attribution groups and result runs."""
+    from attribench_core.result import json_text
+
     groups = _open_store(store).groups()
     if as_json:
-        click.echo(json.dumps([{k: v for k, v in g.items() if k != "attrs"} for g in groups], indent=1))
+        click.echo(json_text([{k: v for k, v in g.items() if k != "attrs"} for g in groups], indent=1))
         return
     for g in groups:
         shape = "x".join(map(str, g["shape"]))
@@ -441,8 +444,10 @@ def store_ls(store: Path, as_json: bool) -> None:
 def store_show(group: str, store: Path) -> None:
     """Show the provenance of GROUP (a path from `store ls`, or its names without hashes when they name one
     group: methods.ig, core.toy/core.toy_cnn/methods.ig) and a summary of its per-map diagnostics."""
+    from attribench_core.result import json_text
+
     opened = _open_store(store)
-    click.echo(json.dumps(opened.show(opened.resolve(group)), indent=1, default=str))
+    click.echo(json_text(opened.show(opened.resolve(group)), indent=1))
 
 
 @store_group.command("verify")

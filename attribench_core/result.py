@@ -1,5 +1,8 @@
-"""A metric's result for one explainer: headline value, named sub-values, curves, per-sample values,
-uncertainty and skipped counts. `to_json()` is the `results[]` item of the `--json` contract (core.md §5).
+"""A metric's result for one explainer: headline value, named sub-values, curves, tables, per-sample values,
+uncertainty and skipped counts. `to_json()` is the `results[]` item of the `--json` contract (core.md §5),
+`arrays()` its per-sample arrays as the store keeps them, and `Result.from_json(item, arrays)` reads both
+back into an equal Result; `StoredRun` is one saved run read back the same way. Non-finite numbers are
+`null` in JSON (`json_text`), NaN again when read back.
 
 Intervals (docs/core.md, "Uncertainty"): a percentile bootstrap of the mean for continuous scores
 (`bootstrap_ci`), of any statistic, also within strata (`bootstrap_interval`), and Wilson's score interval
@@ -9,9 +12,12 @@ Below `SMALL_N` evaluated samples an interval is flagged as unreliable (`small_n
 
 from __future__ import annotations
 
+import json
+import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from statistics import NormalDist
 from typing import Any
 
@@ -30,6 +36,13 @@ class Uncertainty:
     low: float
     high: float
 
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "low": _finite_or_none(self.low), "high": _finite_or_none(self.high)}
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> Uncertainty:
+        return cls(item["kind"], _float(item["low"]), _float(item["high"]))
+
 
 @dataclass
 class Curve:
@@ -38,6 +51,45 @@ class Curve:
     x_name: str
     x: list[float]
     y: list[float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "x_name": self.x_name,
+            "x": [_finite_or_none(x) for x in self.x],
+            "y": [_finite_or_none(y) for y in self.y],
+        }
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> Curve:
+        return cls(item["x_name"], [_float(x) for x in item["x"]], [_float(y) for y in item["y"]])
+
+
+Cell = str | float | None
+
+
+@dataclass
+class ResultTable:
+    """Rows under named columns that a metric reports beside its scalars, e.g. SMERF's mean score per
+    (setting, bucket). Cells are text or numbers; a non-finite number is `null` in JSON and NaN in Python."""
+
+    columns: list[str]
+    rows: list[list[Cell]]
+
+    def to_json(self) -> dict[str, Any]:
+        cells = [[c if isinstance(c, str) or c is None else _finite_or_none(c) for c in r] for r in self.rows]
+        return {"columns": list(self.columns), "rows": cells}
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> ResultTable:
+        rows = [[c if isinstance(c, str) else _float(c) for c in row] for row in item["rows"]]
+        return cls(list(item["columns"]), rows)
+
+    def records(self) -> list[dict[str, Cell]]:
+        """One dict per row, keyed by column."""
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+INDEX = "index"  # the name of the per-sample dataset indices among `Result.arrays()`
 
 
 @dataclass
@@ -50,6 +102,7 @@ class Result:
     uncertainty: Uncertainty | None = None
     n: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    tables: dict[str, ResultTable] = field(default_factory=dict)
 
     @property
     def n_skipped(self) -> int:
@@ -66,33 +119,131 @@ class Result:
         if clash:
             raise ValueError(f"Result of {explainer} has a value and a curve both named {', '.join(clash)}.")
         values: dict[str, Any] = {k: _finite_or_none(v) for k, v in self.values.items()}
-        for name, curve in self.curves.items():
-            values[name] = {
-                "x_name": curve.x_name,
-                "x": list(curve.x),
-                "y": [_finite_or_none(y) for y in curve.y],
-            }
+        values.update({name: curve.to_json() for name, curve in self.curves.items()})
         return {
             "explainer": explainer,
             "value": _finite_or_none(self.value),
             "values": values,
-            "uncertainty": None
-            if self.uncertainty is None
-            else {
-                "kind": self.uncertainty.kind,
-                "low": _finite_or_none(self.uncertainty.low),
-                "high": _finite_or_none(self.uncertainty.high),
-            },
+            "tables": {name: table.to_json() for name, table in self.tables.items()},
+            "uncertainty": None if self.uncertainty is None else self.uncertainty.to_json(),
             "n": self.n,
             "small_n": self.small_n,
             "n_skipped": self.n_skipped,
             "skipped_reasons": dict(self.skipped),
         }
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The per-sample values and their dataset indices (`INDEX`), as the store saves them."""
+        if INDEX in self.per_sample:
+            raise ValueError(f"A per-sample value may not be named '{INDEX}': it holds the dataset indices.")
+        return {**self.per_sample, **({} if self.index is None else {INDEX: self.index})}
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None) -> Result:
+        """The Result that `to_json()` (and `arrays()`) wrote; keys an older store lacks take defaults."""
+        arrays = dict(arrays or {})
+        index = arrays.pop(INDEX, None)
+        values = item.get("values", {})
+        uncertainty = item.get("uncertainty")
+        return cls(
+            value=_float(item.get("value")),
+            values={k: _float(v) for k, v in values.items() if not isinstance(v, dict)},
+            curves={k: Curve.from_json(v) for k, v in values.items() if isinstance(v, dict)},
+            per_sample=arrays,
+            index=index,
+            uncertainty=None if uncertainty is None else Uncertainty.from_json(uncertainty),
+            n=int(item.get("n", 0)),
+            skipped={k: int(v) for k, v in item.get("skipped_reasons", {}).items()},
+            tables={k: ResultTable.from_json(v) for k, v in item.get("tables", {}).items()},
+        )
+
+    def __eq__(self, other: object) -> bool:
+        """Equal JSON (NaN equals NaN, as both are `null`) and equal per-sample arrays."""
+        if not isinstance(other, Result):
+            return NotImplemented
+        mine, theirs = self.arrays(), other.arrays()
+        return (
+            self.to_json("") == other.to_json("")
+            and mine.keys() == theirs.keys()
+            and all(np.array_equal(mine[k], theirs[k], equal_nan=True) for k in mine)
+        )
+
+
+@dataclass
+class StoredRun:
+    """One `attribench run` saved under `/results/<metric>/<run_id>`: its `--json` outcome (`payload`:
+    metric, higher_is_better, options, results[], provenance, models) and its per-sample arrays
+    (`"<label>/<name>"`), read back as typed values."""
+
+    metric: str
+    run_id: str
+    payload: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.payload.get("options", {})
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Seed, versions, dataset, model, … (`RunOutcome.provenance`)."""
+        return self.payload.get("provenance", {})
+
+    @property
+    def models(self) -> list[dict[str, Any]]:
+        """The check of every model the run used (`payload["models"]`)."""
+        return self.payload.get("models", [])
+
+    @property
+    def higher_is_better(self) -> bool | None:
+        """The metric's direction as the run saved it; None for a run saved before directions were."""
+        return self.payload.get("higher_is_better")
+
+    @cached_property
+    def results(self) -> dict[str, Result]:
+        """The results keyed by their label (explainer, or an extra row such as `linear:gt`)."""
+        arrays: dict[str, dict[str, np.ndarray]] = {}
+        for path, array in self.arrays.items():
+            label, _, name = path.rpartition("/")
+            arrays.setdefault(label, {})[name] = array
+        return {
+            item["explainer"]: Result.from_json(item, arrays.get(item["explainer"]))
+            for item in self.payload.get("results", [])
+        }
+
+
+def run_arrays(results: Mapping[str, Result]) -> dict[str, np.ndarray]:
+    """Every result's `arrays()` under `"<label>/<name>"`, as `StoredRun.arrays` reads them back."""
+    return {f"{label}/{name}": a for label, r in results.items() for name, a in r.arrays().items()}
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float (NaN, ±inf) replaced by None and numpy scalars and arrays made
+    Python's, so that the JSON holds `null` where a number is undefined (JSON has no NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(value: Any, **dumps: Any) -> str:
+    """`value` as strict JSON text (`json_safe`, anything else not serialisable as its str)."""
+    return json.dumps(json_safe(value), allow_nan=False, default=str, **dumps)
+
 
 def _finite_or_none(value: float) -> float | None:
     value = float(value)
     return value if np.isfinite(value) else None
+
+
+def _float(value: float | None) -> float:
+    """A JSON number back as a float: `null` (a non-finite number) as NaN."""
+    return float("nan") if value is None else float(value)
 
 
 def _percentiles(kind: str, statistics: np.ndarray, level: float) -> Uncertainty:

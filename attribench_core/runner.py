@@ -37,9 +37,9 @@ from attribench_core.model_sources import (
 from attribench_core.params import parse_assignments, resolve_params
 from attribench_core.progress import Progress, no_progress
 from attribench_core.registry import Entry, Registry
-from attribench_core.result import Result
+from attribench_core.result import Result, StoredRun, run_arrays
 from attribench_core.seeding import derive_seed
-from attribench_core.store import AttributionStore, GroupKey, ResultRecord, Stored
+from attribench_core.store import AttributionStore, GroupKey, Stored
 from attribench_core.weights import LoadedModel, obtain_model
 
 IMAGE_FOLDER = "core.images"  # the dataset of --images DIR
@@ -368,10 +368,12 @@ class RunOutcome:
     verification: dict[str, Any]  # the default model's: name, source, its check's summary
     computed: int  # attributions computed in this run (0 when everything came from the store)
     models: list[dict[str, Any]] = field(default_factory=list)  # every model the run used, likewise
+    higher_is_better: bool | None = None  # the metric's direction, saved so a report needs no plugin
 
     def to_json(self) -> dict[str, Any]:
         return {
             "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
             "options": self.options,
             "results": [r.to_json(label) for label, r in self.results.items()],
             "provenance": self.provenance,
@@ -720,13 +722,10 @@ def _run(registry: Registry, request: RunRequest, executor: Executor, progress: 
         next(c for c in checks if c["model"] == ctx.model_name),
         execution.computed,
         checks,
+        bool(ctx.metric.higher_is_better),
     )
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    arrays = {
-        f"{label}/{name}": values for label, r in results.items() for name, values in r.per_sample.items()
-    }
-    arrays.update({f"{label}/index": r.index for label, r in results.items() if r.index is not None})
-    ctx.store.merge([ResultRecord(metric_entry.qualified, run_id, outcome.to_json(), arrays)])
+    ctx.store.merge([StoredRun(metric_entry.qualified, run_id, outcome.to_json(), run_arrays(results))])
     return outcome
 
 

@@ -8,7 +8,8 @@ Layout (default `--store attribench.h5`; docs/store.md gives the reasons and the
         attribution [n,C,H,W] float32 (chunks of several maps, shuffle + compression, Fletcher32),
         index [n] int64 (dataset indices), target [n], prediction [n], nonfinite [n] bool,
         diag/<name> [n] float32 (per-map diagnostics; attrs: note), attrs: path, provenance, nonfinite_count
-    attribench.h5.d/results/<hash of results/metric/run-id>.h5   attrs: path, payload; per-sample arrays
+    attribench.h5.d/results/<hash of results/metric/run-id>.h5   attrs: path, payload (the run's `--json`
+                               outcome); per-sample arrays <label>/<name> and <label>/index
     attribench.h5.journal/<hash of group path>/<first index>-<n>.npz   batches computed, not committed
 
 Crash safety: an HDF5 file written in place can be corrupted by a kill, so no committed file is ever
@@ -43,6 +44,7 @@ import numpy as np
 
 from attribench_core.errors import StoreError
 from attribench_core.identity import short_hash
+from attribench_core.result import StoredRun, json_text
 
 FORMAT = "attribench-store"
 VERSION = 2
@@ -86,16 +88,6 @@ class Stored:
     prediction: np.ndarray
     nonfinite: np.ndarray
     diagnostics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [len(index)] float32
-
-
-@dataclass
-class ResultRecord:
-    """A metric run saved as results/<metric>/<run_id>."""
-
-    metric: str
-    run_id: str
-    payload: dict[str, Any]
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -297,7 +289,7 @@ class AttributionStore:
             os.fsync(handle.fileno())
             os.replace(tmp, chunk)
 
-    def merge(self, results: Sequence[ResultRecord] = ()) -> None:
+    def merge(self, results: Sequence[StoredRun] = ()) -> None:
         """Commit journalled batches (one new segment per group) and `results` (one file per run); clean
         the leftovers of interrupted commits first. Cost: what is added, not the store's size."""
         with self.lock():
@@ -403,14 +395,14 @@ class AttributionStore:
             f.attrs.update(format=FORMAT, version=VERSION, kind="catalogue", folder=self.folder.name)
         _durable_replace(tmp, self.path)
 
-    def _write_result(self, record: ResultRecord) -> None:
+    def _write_result(self, record: StoredRun) -> None:
         path = f"results/{record.metric}/{record.run_id}"
         final = self._result_file(path)
         tmp = _mkdir_parent(final.with_name(f"{TMP_PREFIX}{os.getpid()}-{next(_temporaries)}.h5"))
         try:
             with h5py.File(tmp, "w", locking=False) as f:
                 f.attrs.update(format=FORMAT, version=VERSION, kind="result", path=path)
-                f.attrs["payload"] = json.dumps(record.payload, default=str)
+                f.attrs["payload"] = json_text(record.payload)
                 for name, array in record.arrays.items():
                     array = np.asarray(array)
                     f.create_dataset(name, data=array, fletcher32=array.ndim > 0 and array.size > 0)
@@ -438,7 +430,7 @@ class AttributionStore:
                     else:
                         _, metric, run_id = path.split("/")
                         payload = json.loads(old[path].attrs["payload"])
-                        self._write_result(ResultRecord(metric, run_id, payload, _datasets(old[path])))
+                        self._write_result(StoredRun(metric, run_id, payload, _datasets(old[path])))
         except (OSError, KeyError, ValueError) as exc:
             raise StoreError(
                 f"Cannot upgrade the 0.1 store '{self.path}' ({exc}); it is left as it was: "
@@ -548,24 +540,20 @@ class AttributionStore:
                         return {**reader.provenance(), **({"diagnostics": summary} if summary else {})}
         raise StoreError(f"No group '{path}' in '{self.path}'; see `attribench store ls`.")
 
-    def results(self) -> list[ResultRecord]:
-        """Every result run with its arrays (by path inside the run, e.g. `<explainer>/<value>`)."""
+    def runs(self, metric: str | None = None) -> list[StoredRun]:
+        """The result runs (of one qualified metric, e.g. `smerf.afl`, or all) with their arrays, oldest
+        first (run ids are UTC timestamps); read under the shared lock, so a commit is never seen half-done.
+        `StoredRun.results` gives each run's results as `Result`s."""
         if not self._ready():
             return []
-        records = []
+        runs = []
         with self.lock(shared=True):
             for file in self._result_files():
                 with _open_result(file) as f:
-                    _, metric, run_id = str(f.attrs["path"]).split("/", 2)
-                    try:
-                        payload = json.loads(f.attrs["payload"])
-                    except (KeyError, ValueError) as exc:
-                        raise StoreError(
-                            f"Result run results/{metric}/{run_id} has no readable payload ({exc}); "
-                            "check the store with `attribench store verify`."
-                        ) from None
-                    records.append(ResultRecord(metric, run_id, payload, _datasets(f)))
-        return records
+                    _, found, run_id = str(f.attrs["path"]).split("/", 2)
+                    if metric is None or found == metric:
+                        runs.append(StoredRun(found, run_id, _payload(f, found, run_id), _datasets(f)))
+        return sorted(runs, key=lambda run: (run.run_id, run.metric))
 
     def pending_chunks(self) -> int:
         return len(self._journal_chunks())
@@ -999,6 +987,16 @@ def _v01_paths(f: h5py.File) -> list[str]:
             level = [f"{p}/{child}" for p in level for child in f[p]]
         paths += level
     return paths
+
+
+def _payload(f: h5py.File, metric: str, run_id: str) -> dict[str, Any]:
+    try:
+        return json.loads(f.attrs["payload"])
+    except (KeyError, ValueError) as exc:
+        raise StoreError(
+            f"Result run results/{metric}/{run_id} has no readable payload ({exc}); "
+            "check the store with `attribench store verify`."
+        ) from None
 
 
 def _datasets(group: h5py.Group) -> dict[str, np.ndarray]:

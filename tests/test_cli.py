@@ -67,11 +67,12 @@ def test_run_json_contract_and_second_run_reads_the_store(test_plugins):
     assert first.exit_code == 0, first.output
     payload = json.loads(first.stdout)
     assert payload["metric"] == "core.relevance_mass"
-    assert payload["options"] == {"reduction": "positive"}
+    assert payload["options"] == {"reduction": "positive"} and payload["higher_is_better"] is True
     by_name = {r["explainer"]: r for r in payload["results"]}
     assert set(by_name) == {"t.grad", "t.noise"}
     grad, noise = by_name["t.grad"], by_name["t.noise"]
-    keys = {"explainer", "value", "values", "uncertainty", "n", "small_n", "n_skipped", "skipped_reasons"}
+    keys = {"explainer", "value", "values", "tables", "uncertainty", "n", "small_n", "n_skipped"}
+    keys.add("skipped_reasons")
     assert set(grad) == keys
     assert grad["n"] == 24 and grad["n_skipped"] == 0
     assert grad["uncertainty"]["kind"] == "bootstrap_ci95"

@@ -23,6 +23,7 @@ from attribench_core.report.assemble import build_sections
 from attribench_core.report.content import Section, Table
 from attribench_core.report.ranking import average_ranks, competition_ranks, kendall_tau_b, spearman
 from attribench_core.report.reading import read_input
+from attribench_core.result import StoredRun
 from attribench_core.runner import RunRequest, run
 from attribench_core.store import AttributionStore, GroupKey
 from attribench_core.testing import plugin_registry, using_plugins
@@ -156,12 +157,25 @@ def test_leaderboards_rank_in_each_metrics_direction(store):
     )
 
 
-def test_a_metric_whose_plugin_is_missing_is_listed_unranked(store):
-    boards = {b.metric: b for b in leaderboard.boards(_input(store, {"t": abfixture.plugin}))}
+def test_a_metric_whose_plugin_is_missing_is_ranked_by_the_direction_its_runs_saved(store):
+    report = _input(store, {"t": abfixture.plugin})
+    outside = {b.metric: b for b in leaderboard.boards(report)}["x.outside"]
+    assert outside.higher_is_better is False
+    assert [row[0] for row in leaderboard.rows(outside)][:3] == [1, 2, 3]
+
+
+def test_runs_saved_without_a_direction_and_without_their_plugin_are_listed_unranked(store):
+    report = _input(store, {"t": abfixture.plugin})
+    report.runs = [
+        StoredRun(r.metric, r.run_id, {k: v for k, v in r.payload.items() if k != "higher_is_better"}, r.arrays)
+        for r in report.runs
+    ]
+    boards = {b.metric: b for b in leaderboard.boards(report)}
     outside = boards["x.outside"]
     assert outside.higher_is_better is None
     assert all(row[0] is None for row in leaderboard.rows(outside))
     assert "direction is unknown" in leaderboard.section(outside).text
+    assert boards["core.relevance_mass"].higher_is_better is True  # from the installed metric
 
 
 def test_rank_agreement_orients_values_by_direction(store):

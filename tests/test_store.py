@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from attribench_core.cli import cli
 from attribench_core.errors import StoreError
 from attribench_core.identity import short_hash
-from attribench_core.store import AttributionStore, GroupKey, ResultRecord
+from attribench_core.result import StoredRun
+from attribench_core.store import AttributionStore, GroupKey
 
 KEY = GroupKey("core.toy@abc", "core.toy_cnn@def", "methods.ig@123")
 PROVENANCE = {"explainer": "methods.ig", "params": {"steps": 8}, "seed": 3}
@@ -101,7 +102,7 @@ def test_results_and_export(tmp_path):
     write(store, [0, 1])
     store.merge(
         [
-            ResultRecord(
+            StoredRun(
                 "core.relevance_mass",
                 "run1",
                 {"metric": "core.relevance_mass"},
@@ -196,7 +197,7 @@ def snapshot(store):
     for path, _ in groups[: sum(path.startswith("attributions/") for path, _ in groups)]:
         with store.reader(GroupKey(*path.split("/")[1:])) as reader:
             maps[path] = reader.read(np.sort(reader.index)).attribution.tolist()
-    results = sorted((r.metric, r.run_id, json.dumps(r.payload)) for r in store.results())
+    results = sorted((r.metric, r.run_id, json.dumps(r.payload)) for r in store.runs())
     return groups, maps, results
 
 
@@ -236,7 +237,7 @@ def test_a_commit_interrupted_at_any_rename_leaves_a_readable_store_that_the_nex
     tmp_path, monkeypatch
 ):
     other = GroupKey("core.toy@abc", "core.toy_cnn@def", "methods.grad@456")
-    record = ResultRecord("core.relevance_mass", "run1", {"n": 1}, {"methods.ig/mass": np.array([0.5])})
+    record = StoredRun("core.relevance_mass", "run1", {"n": 1}, {"methods.ig/mass": np.array([0.5])})
 
     def prepare(folder):
         folder.mkdir()
@@ -426,7 +427,7 @@ def test_a_0_1_store_is_upgraded_once_and_reads_the_same(tmp_path, monkeypatch):
     np.testing.assert_array_equal(got.diagnostics["gap"], [1.0, 0.5])
     assert store.show(KEY.path)["params"] == {"steps": 8}
     assert store.show(KEY.path)["diagnostics"]["gap"]["note"] == "why"
-    (result,) = store.results()
+    (result,) = store.runs()
     assert result.payload == {"metric": "core.relevance_mass"}
     np.testing.assert_array_equal(result.arrays["methods.ig/relevance_mass"], [0.5, 0.25])
     with h5py.File(path) as f:
@@ -440,7 +441,7 @@ def test_a_0_1_store_is_upgraded_once_and_reads_the_same(tmp_path, monkeypatch):
 
 def test_a_damaged_result_file_is_damage_for_verify_and_a_one_line_error_for_readers(tmp_path):
     store = AttributionStore(tmp_path / "s.h5")
-    store.merge([ResultRecord("core.relevance_mass", "run1", {"metric": "core.relevance_mass"})])
+    store.merge([StoredRun("core.relevance_mass", "run1", {"metric": "core.relevance_mass"})])
     (result,) = (store.folder / "results").glob("*.h5")
     result.write_bytes(b"garbage")
     (problem,) = store.verify().problems

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from attribench_core.errors import AttribenchError
+from attribench_core.result import Result, StoredRun
 
 if TYPE_CHECKING:
     from attribench_core.registry import Registry
@@ -54,29 +53,9 @@ class Section:
 
 
 @dataclass
-class StoredRun:
-    """One `attribench run` saved under `/results/<metric>/<run_id>`: its `--json` outcome (`payload`:
-    metric, options, results[], provenance, …) and its per-sample arrays (`"<label>/<name>"`)."""
-
-    metric: str
-    run_id: str
-    payload: dict[str, Any]
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return self.payload.get("options", {})
-
-    @property
-    def results(self) -> dict[str, dict[str, Any]]:
-        """The `results[]` items keyed by their label (explainer, or an extra row such as `linear:gt`)."""
-        return {r["explainer"]: r for r in self.payload.get("results", [])}
-
-
-@dataclass
 class ReportInput:
-    """Everything a section may draw on: the store's runs (oldest first), the store itself (attributions)
-    and the registry (metric directions, datasets for the gallery)."""
+    """Everything a section may draw on: the store's runs (oldest first, `AttributionStore.runs`), the store
+    itself (attributions) and the registry (datasets for the gallery; directions of runs saved without one)."""
 
     runs: list[StoredRun]
     store: AttributionStore
@@ -92,7 +71,11 @@ class ReportInput:
         return [r for r in self.runs if r.metric == metric]
 
     def higher_is_better(self, metric: str) -> bool | None:
-        """The direction `metric` declares; None when its plugin is not installed (or does not load)."""
+        """The direction `metric`'s newest run saved; for runs saved before runs carried it, the one the
+        metric declares; None when neither is known (its plugin is not installed, or does not load)."""
+        saved = next((r.higher_is_better for r in reversed(self.runs_of(metric))), None)
+        if saved is not None:
+            return saved
         try:
             return bool(self.registry.resolve("metric", metric).load().higher_is_better)
         except (AttribenchError, AttributeError):
@@ -100,24 +83,24 @@ class ReportInput:
 
 
 def finite(value: Any) -> float | None:
-    """`value` as a float, or None when it is missing or not finite (the JSON holds None for NaN, an older
-    payload may hold NaN)."""
+    """`value` as a float, or None when it is missing or not finite (a table cell shows None as blank)."""
     if value is None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
 
 
-def uncertainty_bounds(result: dict[str, Any]) -> tuple[float | None, float | None]:
-    """The finite (low, high) of a `results[]` item's uncertainty, None where there is none."""
-    uncertainty = result.get("uncertainty") or {}
-    return finite(uncertainty.get("low")), finite(uncertainty.get("high"))
+def uncertainty_bounds(result: Result) -> tuple[float | None, float | None]:
+    """The finite (low, high) of a result's uncertainty, None where there is none."""
+    if result.uncertainty is None:
+        return None, None
+    return finite(result.uncertainty.low), finite(result.uncertainty.high)
 
 
 def model_checks(runs: list[StoredRun]) -> dict[tuple[str, str], dict[str, Any]]:
     """Per (model, weights hash) used by `runs` (oldest first), the check the newest of them saved
-    (`payload["models"]`: summary numbers, `passed`, the check's `table`; no check for `--weights` files)."""
-    return {(c["model"], c["weights_hash"]): c for run in runs for c in run.payload.get("models", [])}
+    (`StoredRun.models`: summary numbers, `passed`, the check's `table`; no check for `--weights` files)."""
+    return {(c["model"], c["weights_hash"]): c for run in runs for c in run.models}
 
 
 def passed_label(check: dict[str, Any]) -> str:

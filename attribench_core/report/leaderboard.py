@@ -3,13 +3,12 @@ the metric's direction.
 
 Rows whose label is not an explainer's (explainer labels are qualified, `methods.ig[:params]`; an extra row
 such as `linear:gt` is not) are listed after the explainers as references, unranked; so are results
-without a value (an explainer that failed). When the metric's plugin is not installed its direction is
-unknown and nothing is ranked.
+without a value (an explainer that failed). The direction is the one the runs saved; for runs saved
+before runs carried it, the installed metric's; when neither is known nothing is ranked.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,9 @@ from attribench_core.report.content import (
     finite,
     uncertainty_bounds,
 )
+from attribench_core.report.grouping import group_runs
 from attribench_core.report.ranking import competition_ranks
+from attribench_core.result import Result
 
 COLUMNS = ["rank", "method", "value", "uncertainty", "kind", "n", "skipped"]
 
@@ -43,17 +44,17 @@ class Board:
     dataset: str | None
     model: str | None
     higher_is_better: bool | None
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    results: dict[str, Result] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
     source: str = ""  # the dataset's account of what the data is (provenance `dataset_source`)
-    name: str = ""  # set by `boards`: the metric, plus what tells it apart from the metric's other boards
+    name: str = ""  # the metric, plus what tells it apart from the metric's other boards (`RunGroup.name`)
 
     def explainer_values(self) -> dict[str, float]:
         """Finite headline values of the explainer rows (what ranks and rank agreement use)."""
         return {
-            label: float(r["value"])
+            label: r.value
             for label, r in self.results.items()
-            if is_explainer(label) and finite(r.get("value")) is not None
+            if is_explainer(label) and finite(r.value) is not None
         }
 
     def ranks(self) -> dict[str, int]:
@@ -65,38 +66,22 @@ class Board:
 
 
 def boards(report: ReportInput) -> list[Board]:
-    """The report's leaderboards, sorted by metric, each with a `name` unique in the report."""
-    found: dict[tuple[str, str, str | None, str | None], Board] = {}
-    for run in report.runs:
-        provenance = run.payload.get("provenance", {})
-        key = (
-            run.metric,
-            json.dumps(run.options, sort_keys=True),
-            provenance.get("dataset"),
-            provenance.get("model"),
+    """The report's leaderboards (`grouping.group_runs`), sorted by metric, each with a `name` unique in the
+    report."""
+    return [
+        Board(
+            g.metric,
+            g.options,
+            g.dataset,
+            g.model,
+            report.higher_is_better(g.metric),
+            g.results,
+            g.run_ids,
+            g.source,
+            g.name,
         )
-        if key not in found:
-            found[key] = Board(run.metric, run.options, key[2], key[3], report.higher_is_better(run.metric))
-        found[key].results.update(run.results)
-        found[key].source = provenance.get("dataset_source") or found[key].source
-        found[key].run_ids.append(run.run_id)
-    ordered = sorted(found.values(), key=lambda b: (b.metric, json.dumps(b.options, sort_keys=True)))
-    for board in ordered:
-        board.name = _name(board, [b for b in ordered if b.metric == board.metric])
-    return ordered
-
-
-def _name(board: Board, same_metric: list[Board]) -> str:
-    """The metric, followed by the options and the dataset/model in which its other boards differ."""
-    varying = sorted(
-        k
-        for k in {k for b in same_metric for k in b.options}
-        if len({str(b.options.get(k)) for b in same_metric}) > 1
-    )
-    parts = [", ".join(f"{k}={board.options.get(k)}" for k in varying)] if varying else []
-    if len({(b.dataset, b.model) for b in same_metric}) > 1:
-        parts.append(f"on {board.dataset} / {board.model}")
-    return board.metric + (f" ({'; '.join(parts)})" if parts else "")
+        for g in group_runs(report.runs)
+    ]
 
 
 def rows(board: Board) -> list[list[Any]]:
@@ -113,16 +98,15 @@ def rows(board: Board) -> list[list[Any]]:
         result = board.results[label]
         low, high = uncertainty_bounds(result)
         span = f"{low:.3f} – {high:.3f}" if low is not None and high is not None else None
-        kind = (result.get("uncertainty") or {}).get("kind")
         out.append(
             [
                 ranks.get(label),
                 label,
-                result.get("value"),
+                finite(result.value),
                 span,
-                kind,
-                f"{result.get('n')}*" if result.get("small_n") else result.get("n"),
-                result.get("n_skipped"),
+                None if result.uncertainty is None else result.uncertainty.kind,
+                f"{result.n}*" if result.small_n else result.n,
+                result.n_skipped,
             ]
         )
     return out
@@ -131,8 +115,8 @@ def rows(board: Board) -> list[list[Any]]:
 def _direction(board: Board) -> str:
     if board.higher_is_better is None:
         return (
-            f"The plugin that provides {board.metric} is not installed, so its direction is unknown and the "
-            "rows are not ranked."
+            f"The runs of {board.metric} predate saved directions and its plugin is not installed, so its "
+            "direction is unknown and the rows are not ranked."
         )
     better = "higher" if board.higher_is_better else "lower"
     return f"{better.capitalize()} is better; equal values share a rank."

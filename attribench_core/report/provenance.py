@@ -46,7 +46,7 @@ def versions_table(report: ReportInput) -> Table:
     """Each package: the versions the runs recorded, and the one installed now."""
     recorded: dict[str, set[str]] = defaultdict(set)
     for run in report.runs:
-        for package, version in run.payload.get("provenance", {}).get("versions", {}).items():
+        for package, version in run.provenance.get("versions", {}).items():
             recorded[package].add(str(version))
     packages = (
         set(recorded) | {"attribench", "python"} | {e.dist for e in report.registry.entries() if e.dist}
@@ -62,7 +62,7 @@ def runs_table(report: ReportInput) -> Table:
     """One row per run, oldest first."""
     rows = []
     for run in report.runs:
-        p = run.payload.get("provenance", {})
+        p = run.provenance
         rows.append(
             [
                 run_date(run.run_id),
