@@ -54,6 +54,8 @@ _GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
             "bootstrap_interval",
             "wilson_ci",
             "mean_of_rates_ci",
+            "ResultTable",
+            "json_text",
         ),
     },
     "running": {
@@ -64,9 +66,9 @@ _GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
         "attribench_core.executor": ("Executor", "Work", "Failed", "attempt"),
     },
     "reports": {
+        "attribench_core.result": ("StoredRun",),
         "attribench_core.report.content": (
             "ReportInput",
-            "StoredRun",
             "Section",
             "Block",
             "Table",
@@ -77,6 +79,7 @@ _GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
             "passed_label",
         ),
         "attribench_core.report.leaderboard": ("Board", "boards", "is_explainer"),
+        "attribench_core.report.grouping": ("RunGroup", "group_runs", "newest_group", "differing_options"),
     },
 }
 # Whole modules in the API: plotting helpers for report figures, and reference architectures.

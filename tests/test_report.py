@@ -24,7 +24,7 @@ from attribench_core.report.content import Section, Table
 from attribench_core.report.ranking import average_ranks, competition_ranks, kendall_tau_b, spearman
 from attribench_core.report.reading import read_input
 from attribench_core.result import StoredRun
-from attribench_core.runner import RunRequest, run
+from attribench_core.runner import RunOutcome, RunRequest, run
 from attribench_core.store import AttributionStore, GroupKey
 from attribench_core.testing import plugin_registry, using_plugins
 
@@ -121,14 +121,28 @@ METRICS = ["core.relevance_mass", "x.outside", "core.relevance_rank"]
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, cache_home: Path) -> Path:
+def outcomes(tmp_path_factory: pytest.TempPathFactory, cache_home: Path) -> tuple[Path, list[RunOutcome]]:
+    """A store of one run per metric, and the outcomes those runs returned."""
     path = tmp_path_factory.mktemp("report") / "runs.h5"
     registry = plugin_registry(PLUGINS)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ATTRIBENCH_HOME", str(cache_home))
-        for metric in METRICS:
-            run(registry, RunRequest(metric, EXPLAINERS, num_imgs=12, store=path))
-    return path
+        return path, [
+            run(registry, RunRequest(metric, EXPLAINERS, num_imgs=12, store=path)) for metric in METRICS
+        ]
+
+
+@pytest.fixture(scope="module")
+def store(outcomes) -> Path:
+    return outcomes[0]
+
+
+def test_the_report_reads_every_result_back_as_it_was_computed(outcomes):
+    path, computed = outcomes
+    saved = AttributionStore(path).runs()
+    assert [r.metric for r in saved] == METRICS
+    for run_, outcome in zip(saved, computed, strict=True):
+        assert run_.results == outcome.results and run_.higher_is_better == outcome.higher_is_better
 
 
 def _input(store: Path, extra: dict[str, object] = PLUGINS):
@@ -167,7 +181,9 @@ def test_a_metric_whose_plugin_is_missing_is_ranked_by_the_direction_its_runs_sa
 def test_runs_saved_without_a_direction_and_without_their_plugin_are_listed_unranked(store):
     report = _input(store, {"t": abfixture.plugin})
     report.runs = [
-        StoredRun(r.metric, r.run_id, {k: v for k, v in r.payload.items() if k != "higher_is_better"}, r.arrays)
+        StoredRun(
+            r.metric, r.run_id, {k: v for k, v in r.payload.items() if k != "higher_is_better"}, r.arrays
+        )
         for r in report.runs
     ]
     boards = {b.metric: b for b in leaderboard.boards(report)}

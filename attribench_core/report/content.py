@@ -54,8 +54,9 @@ class Section:
 
 @dataclass
 class ReportInput:
-    """Everything a section may draw on: the store's runs (oldest first, `AttributionStore.runs`), the store
-    itself (attributions) and the registry (datasets for the gallery; directions of runs saved without one)."""
+    """Everything a section may draw on: the store's runs (oldest first, `AttributionStore.runs`), the
+    store itself (attributions) and the registry (datasets for the gallery; directions of runs saved
+    without one)."""
 
     runs: list[StoredRun]
     store: AttributionStore

@@ -12,7 +12,7 @@ import torch
 from attribench_bam.metrics import IDR, IIR, MCS, MISCLASSIFIED, RMCS
 
 from attribench_core.dataset import Batch
-from attribench_core.result import wilson_ci
+from attribench_core.result import Result, wilson_ci
 from attribench_core.store import Stored
 
 H = 4
@@ -132,6 +132,7 @@ def test_mcs_is_the_mean_difference_over_images_both_models_get_right():
     assert result.value == pytest.approx(0.5) and result.n == 2
     assert result.skipped == {MISCLASSIFIED: 2}
     assert result.values["g_obj"] == pytest.approx(1.0) and result.values["g_scene"] == pytest.approx(0.5)
+    assert Result.from_json(result.to_json("e"), result.arrays()) == result  # as the store reads it back
 
 
 def test_idr_counts_strictly_higher_without_the_object():
@@ -146,6 +147,7 @@ def test_idr_counts_strictly_higher_without_the_object():
     assert result.value == pytest.approx(1 / 3) and result.n == 3 and result.skipped == {MISCLASSIFIED: 1}
     # a rate: Wilson's interval for 1 of 3, not the bootstrap's
     assert result.uncertainty == wilson_ci(1, 3)
+    assert Result.from_json(result.to_json("e"), result.arrays()) == result  # as the store reads it back
 
 
 def test_idr_interval_has_width_at_a_rate_of_zero():

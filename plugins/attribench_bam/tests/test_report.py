@@ -165,7 +165,7 @@ def test_the_section_shows_each_metric_of_the_newest_configuration(tmp_path):
 
 
 def test_rmcs_curves_leave_out_methods_without_a_contrast():
-    lines = rmcs_lines({r["explainer"]: r for r in RUNS[4].payload["results"]})
+    lines = rmcs_lines(RUNS[4].results)
     assert list(lines) == ["methods.ig"]
     x, y = lines["methods.ig"]
     assert x == [float(i) for i in range(1, 10)] and y == pytest.approx(

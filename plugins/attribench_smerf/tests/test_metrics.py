@@ -8,6 +8,7 @@ import torch
 from attribench_smerf.metrics import AFL, IOU, MAFL
 
 from attribench_core.errors import ParameterError
+from attribench_core.result import Result
 
 
 def test_setting_option_picks_settings_datasets_and_models():
@@ -63,8 +64,12 @@ def test_aggregation_gives_the_papers_summaries():
     # bucket means of PAFL: simple_fr 7 -> 0.7, 10 -> 0.3; simple_nr 7 -> 0.8 (bucket 1 undefined)
     assert result.value == pytest.approx((0.7 + 0.3 + 0.8) / 3)
     assert v["pafl_simple_fr"] == pytest.approx(0.5) and v["pafl_simple_fr_min"] == pytest.approx(0.3)
-    assert (v["pafl_simple_fr_b10"], v["safl_simple_fr_b10"]) == pytest.approx((0.3, 0.6))
-    assert np.isnan(v["pafl_simple_nr_b1"]) and v["safl_simple_nr_b1"] == pytest.approx(0.3)
+    buckets = {(r["setting"], r["bucket"]): r for r in result.tables["buckets"].records()}
+    assert list(buckets) == [("simple_fr", 7), ("simple_fr", 10), ("simple_nr", 1), ("simple_nr", 7)]
+    assert (buckets["simple_fr", 10]["pafl"], buckets["simple_fr", 10]["safl"]) == pytest.approx((0.3, 0.6))
+    assert np.isnan(buckets["simple_nr", 1]["pafl"]) and buckets["simple_nr", 1]["safl"] == pytest.approx(0.3)
+    assert [r["n"] for r in buckets.values()] == [2, 2, 0, 2]
+    assert Result.from_json(result.to_json("e"), result.arrays()) == result  # as the store reads it back
     assert v["pafl_simple_mean"] == pytest.approx(0.6) and v["pafl_simple_min"] == pytest.approx(0.3)
     assert v["pafl_min"] == pytest.approx(0.3)
     assert v["success_simple_fr"] == pytest.approx(0.5)  # bucket 7 above 0.5, bucket 10 not

@@ -11,7 +11,8 @@ from attribench_smerf.report import sections
 from click.testing import CliRunner
 
 from attribench_core.cli import cli
-from attribench_core.report.content import Figure, ReportInput, StoredRun, Table
+from attribench_core.report.content import Figure, ReportInput, Table
+from attribench_core.result import Result, ResultTable, StoredRun
 from attribench_core.store import AttributionStore
 from attribench_core.testing import plugin_registry, using_plugins
 
@@ -44,7 +45,7 @@ def test_sections_of_a_real_run_match_its_stored_aggregates(tmp_path, monkeypatc
 
     assert afl.title == "SMERF smerf.afl" and "maps post-processed as paper" in afl.text
     blocks = blocks_by_title(afl)
-    stored = {label: r["values"] for label, r in run.results.items()}
+    stored = {label: r.values for label, r in run.results.items()}
     minima = blocks["PAFL over buckets: simple vs complex settings"]
     for row in minima.rows:
         values = stored[row[0]]
@@ -78,14 +79,22 @@ def test_sections_of_a_real_run_match_its_stored_aggregates(tmp_path, monkeypatc
 
 
 def afl_run(
-    run_id: str, setting: str, values: dict[str, float | None], models: list | None = None, **options: str
+    run_id: str,
+    setting: str,
+    buckets: dict[tuple[str, int], tuple[float | None, float | None]],
+    models: list | None = None,
+    **options: str,
 ) -> StoredRun:
-    """A `smerf.afl` run in the `--json` format with one method's per-bucket values and the models' checks."""
-    result = {"explainer": "methods.ig", "value": None, "values": values, "uncertainty": None, "n": 1}
+    """A `smerf.afl` run in the `--json` format with one method's (PAFL, SAFL) per bucket in its `buckets`
+    table, and the models' checks."""
+    rows = [[s, float(b), p, q, 1.0] for (s, b), (p, q) in buckets.items()]
+    table = ResultTable(["setting", "bucket", "pafl", "safl", "n"], rows)
+    result = Result(float("nan"), values={"pafl_simple_fr_min": 0.3}, n=1, tables={"buckets": table})
     payload = {
         "metric": "smerf.afl",
+        "higher_is_better": True,
         "options": {**OPTIONS, "postprocess": "paper", "setting": setting, **options},
-        "results": [result],
+        "results": [result.to_json("methods.ig")],
         "provenance": {"seed": 0},
         "models": models or [],
     }
@@ -103,20 +112,16 @@ def check(model: str, digest: str, accuracy: dict[int, float] | None = None) -> 
 
 
 SIMPLE_FR = {  # buckets 7 (Box1 only: nothing to avoid), 8 and 11 (Box1 with text / with both)
-    "pafl_simple_fr_b7": 0.9,
-    "safl_simple_fr_b7": None,
-    "pafl_simple_fr_b8": 0.6,
-    "safl_simple_fr_b8": 0.2,
-    "pafl_simple_fr_b11": 0.3,
-    "safl_simple_fr_b11": 0.4,
-    "pafl_simple_fr_min": 0.3,  # aggregates are recomputed from the buckets, never read
-}
+    ("simple_fr", 7): (0.9, None),
+    ("simple_fr", 8): (0.6, 0.2),
+    ("simple_fr", 11): (0.3, 0.4),
+}  # aggregates (the value `pafl_simple_fr_min` that `afl_run` adds) are recomputed, never read
 
 
 def test_runs_of_one_configuration_merge_per_bucket_and_give_exact_numbers(tmp_path):
-    older = afl_run("r1", "simple_fr", {**SIMPLE_FR, "pafl_simple_fr_b8": 0.0})
-    newer = afl_run("r2", "simple_fr", {"pafl_simple_fr_b8": 0.6, "pafl_complex_fr_b12": 0.05})
-    complex_fr = afl_run("r3", "complex_fr", {"pafl_complex_fr_b12": 0.1, "safl_complex_fr_b12": 0.3})
+    older = afl_run("r1", "simple_fr", {**SIMPLE_FR, ("simple_fr", 8): (0.0, 0.9)})
+    newer = afl_run("r2", "simple_fr", {("simple_fr", 8): (0.6, 0.2), ("complex_fr", 12): (0.05, None)})
+    complex_fr = afl_run("r3", "complex_fr", {("complex_fr", 12): (0.1, 0.3)})
     (section,) = sections(report_of([older, newer, complex_fr], AttributionStore(tmp_path / "none.h5")))
     assert "3 run(s) (r1, r2, r3)" in section.text and "settings: simple_fr, complex_fr" in section.text
     blocks = blocks_by_title(section)
@@ -137,7 +142,7 @@ def test_runs_of_one_configuration_merge_per_bucket_and_give_exact_numbers(tmp_p
 def test_bucket_std_and_saturation_are_over_bucket_means():
     from attribench_smerf.report import bucket_means, group_summaries, saturation_lines
 
-    table = bucket_means(SIMPLE_FR, "pafl")
+    table = bucket_means([afl_run("r1", "simple_fr", SIMPLE_FR)], "pafl")["methods.ig"]
     assert list(table) == [("simple_fr", 7), ("simple_fr", 8), ("simple_fr", 11)]
     simple = group_summaries(table)["simple"]
     assert simple["std"] == pytest.approx(0.244949, abs=1e-6) and simple["buckets"] == 3
@@ -152,7 +157,7 @@ def test_each_configuration_gets_its_section_newest_first(tmp_path):
         afl_run("r2", "simple_fr", SIMPLE_FR, postprocess="uniform"),
     ]
     titles = [s.title for s in sections(report_of(runs, AttributionStore(tmp_path / "none.h5")))]
-    assert titles == ["SMERF smerf.afl [postprocess=uniform]", "SMERF smerf.afl [postprocess=paper]"]
+    assert titles == ["SMERF smerf.afl (postprocess=uniform)", "SMERF smerf.afl (postprocess=paper)"]
 
 
 def test_the_accuracy_table_holds_the_newest_check_per_model_and_weights(tmp_path):

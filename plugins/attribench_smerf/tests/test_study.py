@@ -36,9 +36,11 @@ def test_afl_on_two_settings_per_bucket_and_a_rerun_reads_the_store(tiny_study):
     edge = rows["methods.edge"]
     # simple_fr and simple_nr, 2 of the 4 test images of every bucket; buckets without a primary object
     # (no PAFL) are counted as skipped
-    buckets = [k for k in edge["values"] if k.startswith("pafl_simple_") and "_b" in k]
-    assert {k.rsplit("_b", 1)[0] for k in buckets} == {"pafl_simple_fr", "pafl_simple_nr"}
-    assert edge["n"] + edge["n_skipped"] == 2 * len(buckets)
+    table = edge["tables"]["buckets"]
+    assert table["columns"] == ["setting", "bucket", "pafl", "safl", "n"]
+    assert {row[0] for row in table["rows"]} == {"simple_fr", "simple_nr"}
+    assert edge["n"] + edge["n_skipped"] == 2 * len(table["rows"])
+    assert edge["n"] == sum(row[4] for row in table["rows"])
     for row in rows.values():
         assert 0 <= row["values"]["pafl_simple_min"] <= row["value"] <= 1
     second = CliRunner().invoke(cli, [*args, "--num-imgs", "2"])

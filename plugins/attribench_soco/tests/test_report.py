@@ -5,6 +5,7 @@ without SoCo runs."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import attribench_methods.plugin
 import attribench_soco.plugin
@@ -14,7 +15,7 @@ from attribench_soco.validation import PAPER_TABLE_1
 
 from attribench_core.report.content import Figure, ReportInput, Section, StoredRun, Table
 from attribench_core.report.reading import read_input
-from attribench_core.runner import RunRequest, run
+from attribench_core.runner import RunOutcome, RunRequest, run
 from attribench_core.store import AttributionStore
 from attribench_core.testing import plugin_registry
 
@@ -60,8 +61,9 @@ def registry():
 
 
 @pytest.fixture(scope="module")
-def report(registry, tmp_path_factory) -> ReportInput:
-    path = tmp_path_factory.mktemp("report") / "s.h5"
+def stored(registry, tmp_path_factory) -> tuple[Path, dict[str, RunOutcome]]:
+    """A store of one run of every SoCo metric, and the outcomes those runs returned."""
+    path, outcomes = tmp_path_factory.mktemp("report") / "s.h5", {}
     for metric in METRICS:
         validate = metric == "validate"  # its 28 imputing sweeps per explainer: kept small
         request = RunRequest(
@@ -73,8 +75,20 @@ def report(registry, tmp_path_factory) -> ReportInput:
             store=path,
             options={"trials": 2} if validate else {},
         )
-        run(registry, request)
-    return read_input(AttributionStore(path), registry)
+        outcomes[request.metric] = run(registry, request)
+    return path, outcomes
+
+
+@pytest.fixture(scope="module")
+def report(registry, stored) -> ReportInput:
+    return read_input(AttributionStore(stored[0]), registry)
+
+
+def test_every_result_reads_back_from_the_store_as_it_was_computed(report, stored):
+    """Values, curves, uncertainty, per-sample values and extra rows (`linear:*`) of every SoCo metric."""
+    for metric, outcome in stored[1].items():
+        (saved,) = report.runs_of(metric)
+        assert saved.results == outcome.results and saved.higher_is_better == outcome.higher_is_better
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +113,9 @@ def test_the_hausdorff_table_holds_the_payload_next_to_the_paper(report, found):
     rows = {row[0]: row[1:] for row in table.rows}
     label = EXPLAINERS[0]
     assert set(rows) == {label, "paper (Table 1)"}
-    values = payload[label]["values"]
+    values = payload[label].values
     expected = [values[f"hausdorff_{name}{part}"] for name in ORDER for part in ("", "_std")]
-    assert rows[label] == [*expected, payload[label]["value"]]
+    assert rows[label] == [*expected, payload[label].value]
     assert rows["paper (Table 1)"] == [v for name in ORDER for v in PAPER_TABLE_1[name]] + [None]
 
 
@@ -111,10 +125,10 @@ def test_the_linear_table_holds_the_extra_rows(report, found):
     assert len(table.rows) == 7
     for variant, soundness, std, by_accuracy, completeness in table.rows:
         row = payload[f"linear:{variant}"]
-        assert soundness == row["value"] and row["uncertainty"]["kind"] == "std"
-        assert by_accuracy == row["values"]["soundness_accuracy_indicator_mean"]
-        assert completeness == row["values"]["completeness_mean"]
-        assert std == pytest.approx((row["uncertainty"]["high"] - row["uncertainty"]["low"]) / 2)
+        assert soundness == row.value and row.uncertainty.kind == "std"
+        assert by_accuracy == row.values["soundness_accuracy_indicator_mean"]
+        assert completeness == row.values["completeness_mean"]
+        assert std == pytest.approx((row.uncertainty.high - row.uncertainty.low) / 2)
 
 
 def test_runs_that_differ_in_options_get_a_figure_each(report):

@@ -2,25 +2,29 @@
 over i (the number of scene classes the dog was added to) with the scene_k models' reliance on the dog, and
 the TCAV scores of the obj and scene models with their permutation tests.
 
-Each metric is shown from the newest results over the runs with its newest run's options; a metric with no
-run leaves its blocks out. The model checks are those these runs saved (`payload["models"]`).
+Each metric is shown from the newest results of its newest group of runs (`newest_group` of `group_runs`:
+the runs with its newest run's options, dataset and model); a metric with no run leaves its blocks out. The
+model checks are those these runs saved (`StoredRun.models`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from attribench_core import (
     Block,
     Figure,
     ReportInput,
+    Result,
     Section,
     StoredRun,
     Table,
     figures,
     finite,
+    group_runs,
     model_checks,
+    newest_group,
     passed_label,
     uncertainty_bounds,
 )
@@ -35,16 +39,16 @@ METRICS = (*RATES, "bam.rmcs", "bam.tcav")
 RMCS_STEPS = range(1, 10)
 SCENE_K = range(1, 11)
 
-Results = dict[str, dict[str, Any]]
+Results = dict[str, Result]
 
 
 def sections(report: ReportInput) -> list[Section]:
     """The BAM section, or [] when the store holds no BAM run."""
-    runs = [run for metric in METRICS for run in newest_runs(report.runs_of(metric))]
-    results = {m: merged_results(r for r in runs if r.metric == m) for m in METRICS}
-    results = {m: r for m, r in results.items() if r}
+    groups = {m: newest_group(group_runs(report.runs_of(m))) for m in METRICS}
+    results = {m: g.results for m, g in groups.items() if g is not None and g.results}
     if not results:
         return []
+    runs = [run for g in groups.values() if g is not None for run in g.runs]
     checks = check_rows(sorted(runs, key=lambda run: (run.run_id, run.metric)))
     blocks: list[Block] = [Table("Model checks", CHECK_COLUMNS, checks, CHECK_CAPTION)] if checks else []
     rates = {m: results[m] for m in RATES if m in results}
@@ -59,16 +63,6 @@ def sections(report: ReportInput) -> list[Section]:
 
 
 # ------------------------------------------------------------------------------------------- shaping
-
-
-def newest_runs(runs: list[StoredRun]) -> list[StoredRun]:
-    """The runs (of one metric, oldest first) with the options of the newest one."""
-    return [run for run in runs if run.options == runs[-1].options]
-
-
-def merged_results(runs: Iterable[StoredRun]) -> Results:
-    """The newest result per label over `runs` (oldest first)."""
-    return {label: result for run in runs for label, result in run.results.items()}
 
 
 def check_rows(runs: list[StoredRun]) -> list[list[Any]]:
@@ -96,11 +90,11 @@ def score_rows(rates: Mapping[str, Results]) -> list[list[Any]]:
                 [
                     metric,
                     label,
-                    finite(result.get("value")),
+                    finite(result.value),
                     low,
                     high,
-                    result.get("n"),
-                    result.get("n_skipped"),
+                    result.n,
+                    result.n_skipped,
                 ]
             )
     return rows
@@ -109,21 +103,21 @@ def score_rows(rates: Mapping[str, Results]) -> list[list[Any]]:
 def rmcs_lines(results: Results) -> dict[str, tuple[list[float], list[float | None]]]:
     """Per method, the contrast g(scene_i) − g(scene10) against i (None where no image counted)."""
     return {
-        label: ([float(i) for i in RMCS_STEPS], [finite(r["values"].get(f"rmcs_{i}")) for i in RMCS_STEPS])
+        label: ([float(i) for i in RMCS_STEPS], [finite(r.values.get(f"rmcs_{i}")) for i in RMCS_STEPS])
         for label, r in results.items()
-        if any(finite(r["values"].get(f"rmcs_{i}")) is not None for i in RMCS_STEPS)
+        if any(finite(r.values.get(f"rmcs_{i}")) is not None for i in RMCS_STEPS)
     }
 
 
 def rmcs_rows(results: Results) -> list[list[Any]]:
     rows = []
     for label, result in results.items():
-        values, (low, high) = result.get("values", {}), uncertainty_bounds(result)
+        values, (low, high) = result.values, uncertainty_bounds(result)
         decreasing = finite(values.get("decreasing"))
         rows.append(
             [
                 label,
-                finite(result.get("value")),
+                finite(result.value),
                 low,
                 high,
                 None if decreasing is None else ("yes" if decreasing else "no"),
@@ -136,16 +130,16 @@ def rmcs_rows(results: Results) -> list[list[Any]]:
 def reliance_rows(results: Results) -> list[list[Any]]:
     """Per k, scene_k's drop in bedroom probability without the dog (a property of the models: the same
     for every method of a run, so the first that has it)."""
-    values = next((r["values"] for r in results.values() if "dog_reliance_1" in r.get("values", {})), None)
+    values = next((r.values for r in results.values() if "dog_reliance_1" in r.values), None)
     if values is None:
         return []
     return [[k, finite(values.get(f"dog_reliance_{k}"))] for k in SCENE_K]
 
 
-def tcav_rows(result: Mapping[str, Any]) -> list[list[Any]]:
+def tcav_rows(result: Result) -> list[list[Any]]:
     """Per model the TCAV score, the random-vs-random score, the permutation test's p and the CAV accuracy;
     then the contrast with its range over random sets."""
-    values = result.get("values", {})
+    values = result.values
     low, high = uncertainty_bounds(result)
     return [
         *(
@@ -164,8 +158,8 @@ def tcav_rows(result: Mapping[str, Any]) -> list[list[Any]]:
     ]
 
 
-def _finite_rows(results: Results) -> list[tuple[str, dict[str, Any]]]:
-    return [(label, r) for label, r in results.items() if finite(r.get("value")) is not None]
+def _finite_rows(results: Results) -> list[tuple[str, Result]]:
+    return [(label, r) for label, r in results.items() if finite(r.value) is not None]
 
 
 # ----------------------------------------------------------------------------------------- blocks
@@ -193,7 +187,7 @@ def _score_figure(metric: str, results: Results) -> Figure:
     shown = _finite_rows(results)
     low, high = zip(*(uncertainty_bounds(r) for _, r in shown), strict=True)
     fig, ax = figures.new_figure()
-    values = [finite(r["value"]) for _, r in shown]
+    values = [finite(r.value) for _, r in shown]
     figures.bars(ax, [label for label, _ in shown], values, low, high, ylabel=metric.split(".")[1].upper())
     kind = "bootstrap CI" if metric == "bam.mcs" else "Wilson interval"
     return figures.render(fig, f"{metric} per method", f"{RATES[metric]}; error bars: 95 % {kind}.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -28,7 +27,15 @@ def reproduce(
     num_imgs: int, seed: int, device: str, batch_size: int, store: Path, preset: str, out: Path | None
 ) -> None:
     """PAFL of SMERF's 17 methods on all seven settings, beside the paper's (trains missing models)."""
-    from attribench_core import RichProgress, RunRequest, UsageProblem, check_device, get_registry, run
+    from attribench_core import (
+        RichProgress,
+        RunRequest,
+        UsageProblem,
+        check_device,
+        get_registry,
+        json_text,
+        run,
+    )
     from attribench_smerf.reproduction import METHODS, report
 
     check_device(device)
@@ -48,5 +55,5 @@ def reproduce(
         outcome = run(get_registry(), request, progress)
     payload = outcome.to_json()
     if out is not None:
-        out.write_text(json.dumps(payload, indent=1))
+        out.write_text(json_text(payload, indent=1))
     click.echo(report(payload["results"]))

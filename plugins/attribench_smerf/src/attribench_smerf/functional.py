@@ -31,6 +31,8 @@ THRESHOLDS = ("topk", "histogram")
 K_FROM = ("primary", "own")
 NAN = float("nan")
 
+BucketTable = dict[tuple[str, int], dict[str, float]]  # per (setting, bucket): mean, std, n, skipped
+
 
 # ---------------------------------------------------------------------------------------------- metrics
 
@@ -212,7 +214,7 @@ CORRECTNESS_THRESHOLD = 0.5
 
 def bucket_table(
     values: Sequence[float] | np.ndarray, buckets: Sequence[int] | np.ndarray, settings: str | Sequence[str]
-) -> dict[tuple[str, int], dict[str, float]]:
+) -> BucketTable:
     """Per (setting, bucket): mean and std (ddof 0, as the original) of the per-image values, `n` valid
     images and `skipped` NaN ones; mean and std are NaN when no image is valid. Keys are sorted."""
     values = np.asarray(values, dtype=np.float64)

@@ -1,11 +1,11 @@
 """SMERF's metrics as attribench `Metric`s: AFL (PAFL/SAFL), IOU (PIOU/SIOU) and MAFL, over one setting, the
 simple or complex group, or all seven; images sampled per bucket; the maths lives in `functional.py`.
 
-The headline value is the mean over buckets of the primary score (PAFL, PIOU, PMAFL); `values` carry the
-secondary mean, both scores per bucket (`pafl_<setting>_b<bucket>`; NaN where undefined), per-setting
-means, the minimum over all buckets and the simple/complex mean and minimum over buckets (the paper's
-headline), the success fraction and the wrong-focus failures and share (Fig. 7), and saturation by number
-of objects (Fig. 6b).
+The headline value is the mean over buckets of the primary score (PAFL, PIOU, PMAFL); the table `buckets`
+holds both scores' mean per (setting, bucket) with the bucket's valid images (NaN where undefined);
+`values` carry the secondary mean, per-setting means, the minimum over all buckets and the simple/complex
+mean and minimum over buckets (the paper's headline), the success fraction and the wrong-focus failures
+and share (Fig. 7), and saturation by number of objects (Fig. 6b).
 
 Uncertainty (`functional.bucket_interval`): the headline's interval (`uncertainty`) and the `_low`/`_high`
 values beside the minimum over buckets and the group means and minima are stratified bootstraps that
@@ -21,7 +21,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from attribench_core import AttributionRequest, Metric, MetricContext, Param, Result, derive_seed
+from attribench_core import (
+    AttributionRequest,
+    Metric,
+    MetricContext,
+    Param,
+    Result,
+    ResultTable,
+    derive_seed,
+)
 from attribench_smerf import functional
 from attribench_smerf.models import VARIANTS, model_name
 from attribench_smerf.postprocess import MODES, postprocess
@@ -160,9 +168,6 @@ class SmerfMetric(Metric):
         defined = p_means[~np.isnan(p_means)]
         value = float(defined.mean()) if defined.size else float("nan")
         values: dict[str, float] = {p_name: value, s_name: _nanmean([v["mean"] for v in s_table.values()])}
-        for (setting, bucket), summary in p_table.items():  # the paper's per-bucket bars (Fig. 2)
-            values[f"{p_name}_{setting}_b{bucket}"] = summary["mean"]
-            values[f"{s_name}_{setting}_b{bucket}"] = s_table[setting, bucket]["mean"]
         for setting, summary in functional.per_setting(p_table).items():
             values[f"{p_name}_{setting}"] = summary["mean"]
             values[f"{p_name}_{setting}_min"] = summary["min"]
@@ -194,7 +199,23 @@ class SmerfMetric(Metric):
             uncertainty=functional.bucket_interval(primary, labels, np.mean, rng),
             n=int(ok.sum()),
             skipped={k: v for k, v in skipped.items() if v},
+            tables={BUCKET_TABLE: bucket_result_table(self.names, p_table, s_table)},
         )
+
+
+BUCKET_TABLE = "buckets"  # the name of the per-bucket table in a SMERF result
+
+
+def bucket_result_table(
+    names: tuple[str, str], primary: functional.BucketTable, secondary: functional.BucketTable
+) -> ResultTable:
+    """The paper's per-bucket bars (Fig. 2): per (setting, bucket), the mean primary and secondary score and
+    the images the primary score is defined on."""
+    rows: list[list[str | float | None]] = [
+        [setting, float(bucket), summary["mean"], secondary[setting, bucket]["mean"], float(summary["n"])]
+        for (setting, bucket), summary in primary.items()
+    ]
+    return ResultTable(["setting", "bucket", *names, "n"], rows)
 
 
 def _put(values: dict[str, float], name: str, value: float, low: float, high: float) -> None:

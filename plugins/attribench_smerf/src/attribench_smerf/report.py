@@ -2,16 +2,15 @@
 over simple vs complex buckets (Fig. 2/8b), the success and wrong-focus grids (Fig. 7), saturation by the
 number of objects (Fig. 6b), and the models' bucket-wise accuracy (Table 3).
 
-Everything is derived from the per-bucket means that each result stores (`<score>_<setting>_b<bucket>`),
-merged over the runs of one configuration (the metric's options apart from `setting`; a newer run's bucket
-wins), and aggregated with the metric's own functions, so a study run one setting at a time reports the
-same as one run of `--setting all`. The accuracy table comes from the models' checks that every run saves
-with its outcome (`payload["models"]`), so the store is all a report needs.
+Everything is derived from the per-bucket means that each result stores (its `buckets` table), merged over
+the runs of one configuration (`group_runs` by the metric's options apart from `setting`; a newer run's
+bucket wins), and aggregated with the metric's own functions, so a study run one setting at a time reports
+the same as one run of `--setting all`. The accuracy table comes from the models' checks that every run saves
+with its outcome (`StoredRun.models`), so the store is all a report needs.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,10 +25,13 @@ from attribench_core import (
     Table,
     figures,
     finite,
+    group_runs,
     model_checks,
     passed_label,
 )
 from attribench_smerf import functional
+from attribench_smerf.functional import BucketTable
+from attribench_smerf.metrics import BUCKET_TABLE
 from attribench_smerf.reproduction import PAPER_PAFL
 from attribench_smerf.settings import BUCKETS, COMPLEX, SETTINGS, SIMPLE
 
@@ -37,17 +39,15 @@ SCORES = {"smerf.afl": ("pafl", "safl"), "smerf.iou": ("piou", "siou"), "smerf.m
 GROUPS = {"simple": SIMPLE, "complex": COMPLEX}
 NAN = float("nan")
 
-BucketMeans = dict[tuple[str, int], dict[str, float]]
-
 
 def sections(report: ReportInput) -> list[Section]:
-    """One section per SMERF metric and configuration in the store, then the models' accuracy."""
+    """One section per SMERF metric and configuration in the store (newest first), then the models'
+    accuracy."""
     out = []
     for metric, scores in SCORES.items():
-        configs = configurations(report.runs_of(metric))
-        for options, runs in configs:
-            suffix = f" [{describe(options, configs)}]" if len(configs) > 1 else ""
-            out.append(metric_section(f"SMERF {metric}{suffix}", metric, scores, options, runs))
+        groups = group_runs(report.runs_of(metric), ignore=("setting",), by_data=False)
+        for group in sorted(groups, key=lambda g: g.newest.run_id, reverse=True):
+            out.append(metric_section(f"SMERF {group.name}", metric, scores, group.options, group.runs))
     accuracy = model_accuracy(report.runs)
     if accuracy is not None:
         out.append(Section("SMERF models: bucket-wise accuracy", ACCURACY_TEXT, [accuracy]))
@@ -57,65 +57,41 @@ def sections(report: ReportInput) -> list[Section]:
 # ------------------------------------------------------------------------------------------- shaping
 
 
-def configurations(runs: Sequence[StoredRun]) -> list[tuple[dict[str, Any], list[StoredRun]]]:
-    """Runs grouped by their options apart from `setting` (oldest first within a group), the group of the
-    newest run first."""
-    groups: dict[str, tuple[dict[str, Any], list[StoredRun]]] = {}
-    for run in runs:
-        options = {k: v for k, v in run.options.items() if k != "setting"}
-        key = json.dumps(options, sort_keys=True)
-        groups[key] = groups.pop(key, (options, []))  # re-inserted: the newest run's group ends up last
-        groups[key][1].append(run)
-    return list(reversed(groups.values()))
-
-
-def describe(options: Mapping[str, Any], configs: Sequence[tuple[dict[str, Any], list[StoredRun]]]) -> str:
-    """The options in which this configuration differs from the others, as `key=value`."""
-    differing = [k for k in options if len({json.dumps(c.get(k)) for c, _ in configs}) > 1]
-    return ", ".join(f"{k}={options[k]}" for k in differing)
-
-
-def merged_values(runs: Sequence[StoredRun]) -> dict[str, dict[str, float]]:
-    """Per result label, the union of its values over `runs` (oldest first: newer runs override), with
-    None (a non-finite value in the JSON) as NaN; curves and other non-numbers are left out."""
-    merged: dict[str, dict[str, float]] = {}
+def bucket_means(runs: Sequence[StoredRun], score: str) -> dict[str, BucketTable]:
+    """Per result label, the mean of `score` per (setting, bucket) from the runs' `buckets` tables (oldest
+    first: a newer run's bucket wins), in `functional.bucket_table`'s layout (means only)."""
+    tables: dict[str, BucketTable] = {}
     for run in runs:
         for label, result in run.results.items():
-            values = merged.setdefault(label, {})
-            for key, value in result.get("values", {}).items():
-                if value is None or isinstance(value, (int, float)):
-                    values[key] = NAN if value is None else float(value)
-    return merged
+            if BUCKET_TABLE in result.tables:
+                means = tables.setdefault(label, {})
+                for row in result.tables[BUCKET_TABLE].records():
+                    means[str(row["setting"]), int(float(row["bucket"]))] = {"mean": float(row[score])}
+    return {label: dict(sorted(table.items())) for label, table in tables.items()}
 
 
-def bucket_means(values: Mapping[str, float], score: str) -> BucketMeans:
-    """The stored per-bucket means of `score` as the `functional.bucket_table` layout (means only)."""
-    table: BucketMeans = {}
-    prefix = f"{score}_"
-    for key, value in values.items():
-        setting, _, bucket = key.removeprefix(prefix).rpartition("_b")
-        if key.startswith(prefix) and setting in SETTINGS and bucket.isdigit() and int(bucket) in BUCKETS:
-            table[setting, int(bucket)] = {"mean": value}
-    return dict(sorted(table.items()))
+def without_tables(runs: Sequence[StoredRun]) -> list[str]:
+    """The ids of runs saved before SMERF results held their `buckets` table (nothing to show of them)."""
+    return [r.run_id for r in runs if not any(BUCKET_TABLE in x.tables for x in r.results.values())]
 
 
-def in_group(table: BucketMeans, group: str) -> BucketMeans:
+def in_group(table: BucketTable, group: str) -> BucketTable:
     return {key: v for key, v in table.items() if key[0] in GROUPS[group]}
 
 
-def group_summaries(table: BucketMeans) -> dict[str, dict[str, float]]:
+def group_summaries(table: BucketTable) -> dict[str, dict[str, float]]:
     """Mean, std, min and count of the bucket means over the simple and over the complex settings."""
     return functional.simple_vs_complex(table, GROUPS)
 
 
-def present_settings(tables: Mapping[str, BucketMeans]) -> list[str]:
+def present_settings(tables: Mapping[str, BucketTable]) -> list[str]:
     """The settings that any method has buckets of, in the paper's order."""
     seen = {setting for table in tables.values() for setting, _ in table}
     return [s for s in SETTINGS if s in seen]
 
 
 def success_grid(
-    primary: Mapping[str, BucketMeans], secondary: Mapping[str, BucketMeans], settings: Sequence[str]
+    primary: Mapping[str, BucketTable], secondary: Mapping[str, BucketTable], settings: Sequence[str]
 ) -> list[list[dict[str, Any]]]:
     """Fig. 7 top: per method (row) and setting (column), `functional.success_fraction`'s share of the
     buckets with both roles where PAFL > 0.5, with Wilson's interval and the counts (`buckets` 0 and the
@@ -130,7 +106,7 @@ def success_grid(
 
 
 def wrong_focus_grid(
-    primary: Mapping[str, BucketMeans], secondary: Mapping[str, BucketMeans], settings: Sequence[str]
+    primary: Mapping[str, BucketTable], secondary: Mapping[str, BucketTable], settings: Sequence[str]
 ) -> list[list[dict[str, Any]]]:
     """Fig. 7 bottom: per method and setting, `functional.wrong_focus`'s failures (SAFL > PAFL), buckets
     verdict, share and Wilson's interval (`buckets` 0 where the setting has none with both roles)."""
@@ -142,7 +118,7 @@ def wrong_focus_grid(
 
 
 def saturation_lines(
-    tables: Mapping[str, BucketMeans], group: str
+    tables: Mapping[str, BucketTable], group: str
 ) -> dict[str, tuple[list[float], list[float | None]]]:
     """Fig. 6b: per method, the mean primary score over the group's buckets against their number of
     objects; methods without a bucket in the group are left out."""
@@ -191,11 +167,9 @@ def metric_section(
 ) -> Section:
     """Tables and figures of one SMERF metric over the runs of one configuration."""
     p_name, s_name = scores
-    values = merged_values(runs)
-    primary = {label: bucket_means(v, p_name) for label, v in values.items()}
-    secondary = {label: bucket_means(v, s_name) for label, v in values.items()}
+    primary, secondary = bucket_means(runs, p_name), bucket_means(runs, s_name)
     summaries = {
-        label: (group_summaries(primary[label]), group_summaries(secondary[label])) for label in values
+        label: (group_summaries(primary[label]), group_summaries(secondary[label])) for label in primary
     }
     settings = present_settings(primary)
     text = (
@@ -207,6 +181,9 @@ def metric_section(
         f"{p_name.upper()}: on what the model uses; {s_name.upper()}: on what it ignores. Values are means "
         "over images per bucket, then over buckets."
     )
+    old = without_tables(runs)
+    if old:
+        text += f" Left out, saved before results held per-bucket tables (rerun them): {', '.join(old)}."
     blocks: list[Block] = [group_table(p_name, summaries, with_paper=metric == "smerf.afl")]
     blocks += _minimum_figure(p_name, summaries)
     blocks += [f for f in (_focus_figure(scores, summaries, g) for g in GROUPS) if f is not None]
@@ -292,7 +269,7 @@ def _focus_figure(
 
 
 def _grids(
-    primary: Mapping[str, BucketMeans], secondary: Mapping[str, BucketMeans], settings: list[str]
+    primary: Mapping[str, BucketTable], secondary: Mapping[str, BucketTable], settings: list[str]
 ) -> list[Block]:
     """Fig. 7 as a figure of two method x setting heatmaps, and as tables with the exact values and counts
     (which the heatmaps round or leave out)."""
@@ -354,7 +331,7 @@ def _verdict(focus: Mapping[str, Any]) -> str | None:
     )
 
 
-def _saturation_figure(p_name: str, primary: Mapping[str, BucketMeans], group: str) -> Figure | None:
+def _saturation_figure(p_name: str, primary: Mapping[str, BucketTable], group: str) -> Figure | None:
     lines = saturation_lines(primary, group)
     if not lines:
         return None

@@ -2,9 +2,9 @@
 and completeness; ROAD, Petsiuk et al.'s Deletion and Insertion, and the accuracy versions), and
 `soco.validate`'s Hausdorff table (Table 1) with the synthetic linear test.
 
-Figures and tables follow the core's leaderboards (`leaderboard.boards`): one per metric, options, dataset
-and model, with the newest result per method; a figure, table or section whose runs are not in the store
-is left out.
+Figures and tables follow the core's grouping of runs (`group_runs`, as the leaderboards): one per metric,
+options, dataset and model, with the newest result per method; a figure, table or section whose runs are
+not in the store is left out.
 """
 
 from __future__ import annotations
@@ -12,7 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from attribench_core import Block, Board, Figure, ReportInput, Section, Table, boards, figures, is_explainer
+from attribench_core import (
+    Block,
+    Figure,
+    ReportInput,
+    Result,
+    RunGroup,
+    Section,
+    Table,
+    figures,
+    finite,
+    group_runs,
+    is_explainer,
+)
 
 from .validation import COMPARED, PAPER_TABLE_1
 
@@ -63,9 +75,9 @@ LINEAR_PLOTS = (
 
 def sections(report: ReportInput) -> list[Section]:
     """SoCo's sections, each only when the store holds runs for it."""
-    by_metric: dict[str, list[Board]] = {}
-    for board in boards(report):
-        by_metric.setdefault(board.metric, []).append(board)
+    by_metric: dict[str, list[RunGroup]] = {}
+    for group in group_runs(report.runs):
+        by_metric.setdefault(group.metric, []).append(group)
 
     def curve_figures(plots: tuple[Plot, ...]) -> list[Block]:
         return [
@@ -102,49 +114,48 @@ def sections(report: ReportInput) -> list[Section]:
     return [section for section in found if section.blocks]
 
 
-def _figure(board: Board, plot: Plot, linear: bool = False) -> list[Figure]:
-    """`plot.curve` of each method of the board (of each linear-test variant with `linear`) as one line;
+def _figure(group: RunGroup, plot: Plot, linear: bool = False) -> list[Figure]:
+    """`plot.curve` of each method of the group (of each linear-test variant with `linear`) as one line;
     no figure when none has the curve."""
     stored = {
-        label.removeprefix(LINEAR): r["values"][plot.curve]
-        for label, r in board.results.items()
-        if (label.startswith(LINEAR) if linear else is_explainer(label))
-        and isinstance(r["values"].get(plot.curve), dict)  # values hold scalars and curves
+        label.removeprefix(LINEAR): r.curves[plot.curve]
+        for label, r in group.results.items()
+        if (label.startswith(LINEAR) if linear else is_explainer(label)) and plot.curve in r.curves
     }
     if not stored:
         return []
     fig, ax = figures.new_figure()
     figures.curves(
         ax,
-        {label: (c["x"], c["y"]) for label, c in stored.items()},
-        xlabel=next(iter(stored.values()))["x_name"],
+        {label: (c.x, [finite(y) for y in c.y]) for label, c in stored.items()},
+        xlabel=next(iter(stored.values())).x_name,
         ylabel=plot.ylabel,
     )
     caption = (
-        f"Curve `{plot.curve}`: the mean over the synthetic test's {board.options.get('trials')} trials."
+        f"Curve `{plot.curve}`: the mean over the synthetic test's {group.options.get('trials')} trials."
         if linear
-        else f"On {board.dataset} / {board.model}; curve `{plot.curve}` of the newest run per method."
+        else f"On {group.dataset} / {group.model}; curve `{plot.curve}` of the newest run per method."
     )
-    return [figures.render(fig, f"{plot.title} ({board.name})", caption)]
+    return [figures.render(fig, f"{plot.title} ({group.name})", caption)]
 
 
-def _validation_blocks(validate: list[Board]) -> list[Block]:
-    """Per board the Hausdorff table; the linear test's table and curves from the newest board with them."""
+def _validation_blocks(validate: list[RunGroup]) -> list[Block]:
+    """Per group the Hausdorff table; the linear test's table and curves from the newest group with them."""
     blocks: list[Block] = [_hausdorff_table(b) for b in validate if any(map(is_explainer, b.results))]
     linear = sorted(
         (b for b in validate if any(label.startswith(LINEAR) for label in b.results)),
         key=lambda b: b.run_ids[-1],
     )
     if linear:
-        board = linear[-1]
-        blocks.append(_linear_table(board))
-        blocks += [figure for plot in LINEAR_PLOTS for figure in _figure(board, plot, linear=True)]
+        group = linear[-1]
+        blocks.append(_linear_table(group))
+        blocks += [figure for plot in LINEAR_PLOTS for figure in _figure(group, plot, linear=True)]
     return blocks
 
 
-def _hausdorff_table(board: Board) -> Table:
+def _hausdorff_table(group: RunGroup) -> Table:
     def distances(values: dict[str, Any]) -> list[float | None]:
-        return [values.get(f"hausdorff_{name}{part}") for name in COMPARED for part in ("", "_std")]
+        return [finite(values.get(f"hausdorff_{name}{part}")) for name in COMPARED for part in ("", "_std")]
 
     paper = {
         f"hausdorff_{name}{part}": value
@@ -152,27 +163,27 @@ def _hausdorff_table(board: Board) -> Table:
         for part, value in zip(("", "_std"), pair, strict=True)
     }
     return Table(
-        f"Hausdorff distances ({board.name})",
+        f"Hausdorff distances ({group.name})",
         ["explainer", *(c for name in COMPARED for c in (NAMES[name], "± std")), "separation"],
         [
-            [label, *distances(r["values"]), r["value"]]
-            for label, r in board.results.items()
+            [label, *distances(r.values), finite(r.value)]
+            for label, r in group.results.items()
             if is_explainer(label)
         ]
         + [["paper (Table 1)", *distances(paper), None]],
-        f"On {board.dataset} / {board.model}. separation: the smaller of Completeness and Soundness minus "
+        f"On {group.dataset} / {group.model}. separation: the smaller of Completeness and Soundness minus "
         "the larger of ROAD and Deletion (attribench's summary). The paper's row is its Table 1 (its own "
         "model and images).",
     )
 
 
-def _linear_table(board: Board) -> Table:
+def _linear_table(group: RunGroup) -> Table:
     """Per variant of the linear test: soundness (per-sample score indicator) with its std over the trials,
     soundness with the dataset-accuracy indicator, and completeness."""
 
-    def spread(result: dict[str, Any]) -> float | None:
-        u = result["uncertainty"]
-        return None if u is None else (u["high"] - u["low"]) / 2
+    def spread(result: Result) -> float | None:
+        u = result.uncertainty
+        return None if u is None else finite((u.high - u.low) / 2)
 
     return Table(
         "Linear test per variant",
@@ -180,14 +191,14 @@ def _linear_table(board: Board) -> Table:
         [
             [
                 label.removeprefix(LINEAR),
-                r["value"],
+                finite(r.value),
                 spread(r),
-                r["values"].get("soundness_accuracy_indicator_mean"),
-                r["values"].get("completeness_mean"),
+                finite(r.values.get("soundness_accuracy_indicator_mean")),
+                finite(r.values.get("completeness_mean")),
             ]
-            for label, r in board.results.items()
+            for label, r in group.results.items()
             if label.startswith(LINEAR)
         ],
-        f"Mean over the steps and {board.options.get('trials')} trials (std over the trials); "
-        f"from {board.name}.",
+        f"Mean over the steps and {group.options.get('trials')} trials (std over the trials); "
+        f"from {group.name}.",
     )
