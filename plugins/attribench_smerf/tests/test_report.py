@@ -151,6 +151,20 @@ def test_bucket_std_and_saturation_are_over_bucket_means():
     assert saturation_lines({"ig": table}, "complex") == {}
 
 
+def test_runs_saved_before_the_bucket_table_are_named_to_rerun(tmp_path):
+    old = afl_run("r0", "simple_fr", {})
+    old.payload["results"][0] = {
+        "explainer": "methods.ig",
+        "value": 0.5,
+        "values": {"pafl_simple_fr_b7": 0.9},
+    }
+    (section,) = sections(
+        report_of([old, afl_run("r1", "simple_fr", SIMPLE_FR)], AttributionStore(tmp_path / "x"))
+    )
+    assert "Left out, saved before results held per-bucket tables (rerun them): r0." in section.text
+    assert "settings: simple_fr" in section.text
+
+
 def test_each_configuration_gets_its_section_newest_first(tmp_path):
     runs = [
         afl_run("r1", "simple_fr", SIMPLE_FR),
