@@ -202,14 +202,14 @@ class StoredRun:
     @cached_property
     def results(self) -> dict[str, Result]:
         """The results keyed by their label (explainer, or an extra row such as `linear:gt`)."""
-        arrays: dict[str, dict[str, np.ndarray]] = {}
-        for path, array in self.arrays.items():
-            label, _, name = path.rpartition("/")
-            arrays.setdefault(label, {})[name] = array
         return {
-            item["explainer"]: Result.from_json(item, arrays.get(item["explainer"]))
+            item["explainer"]: Result.from_json(item, self._arrays_of(item["explainer"]))
             for item in self.payload.get("results", [])
         }
+
+    def _arrays_of(self, label: str) -> dict[str, np.ndarray]:
+        prefix = f"{label}/"
+        return {path[len(prefix) :]: a for path, a in self.arrays.items() if path.startswith(prefix)}
 
 
 def run_arrays(results: Mapping[str, Result]) -> dict[str, np.ndarray]:

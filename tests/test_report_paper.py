@@ -31,8 +31,9 @@ from attribench_core.report import (
 from attribench_core.report.assemble import build_sections
 from attribench_core.report.content import Figure
 from attribench_core.report.reading import read_input
+from attribench_core.result import StoredRun, json_safe
 from attribench_core.runner import RunRequest, run
-from attribench_core.store import AttributionStore, GroupKey, ResultRecord
+from attribench_core.store import AttributionStore, GroupKey
 from attribench_core.testing import plugin_registry, using_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +46,9 @@ def result(label: str, value: float | None, low: float | None = None, high: floa
     return {"explainer": label, "value": value, "uncertainty": uncertainty, "n": 4, "n_skipped": 0}
 
 
-def record(metric: str, run_id: str, results: list[dict], arrays: dict[str, np.ndarray]) -> ResultRecord:
+def record(metric: str, run_id: str, results: list[dict], arrays: dict[str, np.ndarray]) -> StoredRun:
     payload = {"metric": metric, "options": {}, "results": results, "provenance": PLACE}
-    return ResultRecord(metric, run_id, payload, arrays)
+    return StoredRun(metric, run_id, payload, arrays)
 
 
 def per_sample(label: str, name: str, values: list[float], index: list[int]) -> dict[str, np.ndarray]:
@@ -227,7 +228,7 @@ def test_the_json_has_no_nan_and_holds_the_matrix_and_the_comparisons(tiny):
         "rank": None,
     }
     assert document["comparisons"][0]["verdict"] == "t.a beats t.b"
-    assert export.nulled({"x": [float("nan"), float("inf"), 1.5]}) == {"x": [None, None, 1.5]}
+    assert json_safe({"x": [float("nan"), float("inf"), 1.5]}) == {"x": [None, None, 1.5]}
 
 
 def tabulars(latex: str) -> list[tuple[str, list[str]]]:

@@ -60,7 +60,7 @@ def group_path(report: ReportInput, drill: Drill) -> str | None:
     the run's dataset and model with the label's explainer and parameters, the one (or the one whose full
     parameters the label resolves to, when several share the given ones)."""
     runs = [r for r in board_runs(report, drill.board) if drill.label in r.results]
-    prefix = runs[-1].payload.get("provenance", {}).get("group", "") + "/" if runs else None
+    prefix = runs[-1].provenance.get("group", "") + "/" if runs else None
     name, given = drill.label.partition(":")[0], _params_of(drill.label)
     found = []
     for info in report.attribution_groups:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from attribench_core.report.content import ReportInput
 from attribench_core.report.leaderboard import Board, boards, rows
 from attribench_core.report.matrix import Entry, Matrix
 from attribench_core.report.reading import read_input
+from attribench_core.result import json_text
 from attribench_core.store import AttributionStore
 
 FORMATS = ("csv", "latex", "json")
@@ -65,17 +65,6 @@ def to_csv(tables: Tables) -> str:
 # -- JSON ------------------------------------------------------------------------------------------
 
 
-def nulled(value: Any) -> Any:
-    """`value` with every non-finite float (at any depth) replaced by None, as the `--json` contract says."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: nulled(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [nulled(v) for v in value]
-    return value
-
-
 def matrix_json(matrix: Matrix) -> dict[str, Any]:
     """Columns (one per leaderboard) and rows (one per method) with a cell per column (null: not run)."""
     columns = [
@@ -113,7 +102,7 @@ def to_json(tables: Tables) -> str:
         "matrix": matrix_json(tables.matrix),
         "comparisons": [dataclasses.asdict(c) for c in tables.comparisons],
     }
-    return json.dumps(nulled(document), indent=1, allow_nan=False) + "\n"
+    return json_text(document, indent=1) + "\n"  # non-finite numbers as null, as the `--json` contract
 
 
 # -- LaTeX -----------------------------------------------------------------------------------------

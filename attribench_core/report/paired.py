@@ -21,6 +21,7 @@ import numpy as np
 
 from attribench_core.report.content import ReportInput, Section, StoredRun, Table, finite
 from attribench_core.report.leaderboard import Board, boards, is_explainer
+from attribench_core.result import Result
 
 ALPHA = 0.05
 RESAMPLES = 10_000
@@ -88,17 +89,15 @@ def paired_bootstrap_p_values(
     return (1 + extreme) / (1 + resamples)
 
 
-def headline_name(run: StoredRun, label: str) -> str | None:
-    """The name of the label's per-sample array whose mean is its headline value (None if there is none)."""
-    value = finite(run.results[label].get("value"))
-    if value is None or f"{label}/index" not in run.arrays:
+def headline_name(result: Result) -> str | None:
+    """The name of the result's per-sample values whose mean is its headline value (None if there is none)."""
+    value = finite(result.value)
+    if value is None or result.index is None:
         return None
-    for key, values in run.arrays.items():
-        name = key[len(label) + 1 :]
-        if key.startswith(f"{label}/") and "/" not in name and name != "index":
-            kept = np.asarray(values, dtype=np.float64)
-            if kept.shape == run.arrays[f"{label}/index"].shape and np.isclose(kept.mean(), value, rtol=1e-5):
-                return name
+    for name, values in result.per_sample.items():
+        kept = np.asarray(values, dtype=np.float64)
+        if kept.shape == result.index.shape and np.isclose(kept.mean(), value, rtol=1e-5):
+            return name
     return None
 
 
@@ -110,16 +109,14 @@ def board_runs(report: ReportInput, board: Board) -> list[StoredRun]:
 def samples(report: ReportInput, board: Board) -> dict[str, Samples]:
     """Each explainer row's headline per-sample values, from the run its board result came from (the
     newest), for the rows whose run stored them."""
-    source: dict[str, StoredRun] = {}
+    source: dict[str, Result] = {}
     for run in board_runs(report, board):
-        source.update({label: run for label in run.results if is_explainer(label)})
+        source.update({label: r for label, r in run.results.items() if is_explainer(label)})
     out = {}
-    for label, run in sorted(source.items()):
-        name = headline_name(run, label)
+    for label, result in sorted(source.items()):
+        name = headline_name(result)
         if name is not None:
-            out[label] = Samples(
-                np.asarray(run.arrays[f"{label}/index"]), np.asarray(run.arrays[f"{label}/{name}"])
-            )
+            out[label] = Samples(np.asarray(result.index), np.asarray(result.per_sample[name]))
     return out
 
 
@@ -172,7 +169,7 @@ def compare(board: Board, by_method: dict[str, Samples], seed: int) -> list[Comp
 def seed_of(report: ReportInput, board: Board) -> int:
     """The seed of the board's newest run (0 when it recorded none)."""
     runs = board_runs(report, board)
-    return int(runs[-1].payload.get("provenance", {}).get("seed") or 0) if runs else 0
+    return int(runs[-1].provenance.get("seed") or 0) if runs else 0
 
 
 def comparisons(report: ReportInput) -> list[Comparison]:
