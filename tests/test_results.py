@@ -177,6 +177,20 @@ def test_the_store_reads_runs_back_typed_oldest_first_and_by_metric(tmp_path):
     assert store.runs("x.c") == []
 
 
+def test_arrays_go_to_the_result_whose_label_they_start_with(tmp_path):
+    """Labels and per-sample names may hold a slash (a parameter that is a path, a nested name): arrays are
+    matched by the whole label, also after the store nested them as HDF5 groups."""
+    results = {
+        "m.e:root=/data/x": Result(0.5, per_sample={"by/part": np.array([0.5])}, index=np.array([3])),
+        "m.e": Result(0.2, per_sample={"s": np.array([0.2])}),
+    }
+    payload = {"metric": "x.a", "results": [r.to_json(label) for label, r in results.items()]}
+    store = AttributionStore(tmp_path / "s.h5")
+    store.merge([StoredRun("x.a", "1", payload, run_arrays(results))])
+    (saved,) = store.runs()
+    assert saved.results == results
+
+
 def test_a_run_saved_before_tables_and_directions_reads_with_defaults():
     item = {"explainer": "m.e", "value": 0.5, "values": {"v": None}, "uncertainty": None, "n": 3}
     old = StoredRun("x.a", "1", {"metric": "x.a", "results": [item]})
