@@ -17,8 +17,10 @@ import click
 from attribench_core import __version__, plugins
 from attribench_core.devices import check_device
 from attribench_core.errors import AttribenchError, UsageProblem
+from attribench_core.params import Param
 from attribench_core.progress import RichProgress
 from attribench_core.registry import KINDS, Entry
+from attribench_core.seeding import MAX_SEED
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -206,7 +208,63 @@ def _executor_options(name: str, options: dict[str, str]) -> dict[str, str]:
     return {key.removeprefix(prefix): options.pop(key) for key in list(options) if key.startswith(prefix)}
 
 
-@cli.command("run", context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_extra_args": True})
+class RunCommand(click.Command):
+    """`run`, whose `--help` after a METRIC also describes that metric (`attribench run bam.mcs --help`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if any(a in ctx.help_option_names for a in args):  # --help is eager: note METRIC before it acts
+            ctx.meta["attribench.metric"] = self.make_parser(ctx).parse_args(list(args))[0].get("metric")
+        return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help(ctx, formatter)
+        name = ctx.meta.get("attribench.metric")
+        if isinstance(name, str):  # not given: click's parser leaves a sentinel
+            entry = plugins.get_registry().resolve("metric", name)
+            _format_metric(entry, entry.load(), formatter)
+
+
+def _format_metric(entry: Entry, metric: Any, formatter: click.HelpFormatter) -> None:
+    """The metric's description, direction, defaults and options, as `run METRIC --help` shows them."""
+    explainers = ", ".join(metric.default_explainers) or "every installed explainer"
+    with formatter.section(f"Metric {entry.qualified}"):
+        formatter.write_text(entry.summary())
+        doc = (metric.__doc__ or "").strip().split("\n\n")[0]
+        if doc and doc != entry.summary():
+            formatter.write_paragraph()
+            formatter.write_text(" ".join(doc.split()))
+        formatter.write_paragraph()
+        formatter.write_dl(
+            [
+                ("direction", "higher is better" if metric.higher_is_better else "lower is better"),
+                ("category", metric.category),
+                ("dataset", f"{metric.dataset} (--dataset)"),
+                ("model", f"{metric.model} (--model)"),
+                ("images", f"{metric.num_imgs} (--num-imgs)"),
+                ("explainers", f"{explainers} (--explainer)"),
+            ]
+        )
+    if metric.options:
+        with formatter.section(f"Options of {entry.qualified} (--name value, after the metric)"):
+            formatter.write_dl([_option_row(p) for p in metric.options])
+
+
+def _option_row(param: Param) -> tuple[str, str]:
+    """`--name TYPE` and its help with default, choices and range, as click shows its own options."""
+    facts = [f"default: {param.default if param.default not in ('', None) else '(none)'}"]
+    if param.choices is not None:
+        facts.append("one of " + ", ".join(map(str, param.choices)))
+    if param.range_text():
+        facts.append(param.range_text())
+    name = f"--{param.name.replace('_', '-')} {click.types.convert_type(param.type).name.upper()}"
+    return name, f"{param.help}  [{'; '.join(facts)}]".strip()
+
+
+@cli.command(
+    "run",
+    cls=RunCommand,
+    context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_extra_args": True},
+)
 @click.argument("metric")
 @click.option(
     "-e",
@@ -219,7 +277,11 @@ def _executor_options(name: str, options: dict[str, str]) -> dict[str, str]:
 )
 @click.option("--num-imgs", type=int, help="Number of test images to evaluate (default: the metric's).")
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Drives data, sampling, noise and metrics."
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help=f"Drives data, sampling, noise and metrics; 0 to {MAX_SEED}.",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Images per attribution batch.")
@@ -302,7 +364,8 @@ def run_command(
     out: Path | None,
     **kwargs: Any,
 ) -> None:
-    """Run METRIC for some explainers; metric options follow as --name value."""
+    """Run METRIC for some explainers; metric options follow as --name value (`attribench run METRIC
+    --help` lists them, with the metric's defaults and direction)."""
     from attribench_core.result import json_text
     from attribench_core.runner import RunRequest, run
 

@@ -38,7 +38,8 @@ class Explainer(ABC):
     """An attribution method.
 
     Declare tunable parameters in `parameters`; their values are in `self.params` (defaults merged with
-    what the user gave, e.g. `--explainer ig:steps=32`). Set `channel_less = True` for methods that
+    what the user gave, e.g. `--explainer ig:steps=32`), checked against each `Param`'s type, choices and
+    range and then by `check_params` when the explainer is made. Set `channel_less = True` for methods that
     return `[B,1,H,W]` (Grad-CAM); otherwise `explain` returns a tensor shaped like `inputs`.
     Randomness must come from `self.generator` (a `torch.Generator` seeded by the run). Methods that need
     reference data (DeepSHAP's background) call `self.references(n)`: `n` training images `[n,C,H,W]` on
@@ -56,10 +57,17 @@ class Explainer(ABC):
 
     def __init__(self, **params: Any) -> None:
         self.params = resolve_params(self.parameters, params, owner=type(self).__name__)
+        self.check_params()
         self.generator: torch.Generator | None = None
         self._references: Callable[[int], torch.Tensor] | None = None
         self.diagnostics: dict[str, torch.Tensor] = {}
         self.diagnostic_notes: dict[str, str] = {}
+
+    def check_params(self) -> None:
+        """Checks that relate several parameters (occlusion's stride ≤ window), run when the explainer is
+        made: raise `ParameterError`, which the CLI reports when it reads the command (exit 2). The range
+        of one parameter is declared on its `Param` instead; none by default."""
+        return None
 
     def references(self, n: int) -> torch.Tensor:
         """`n` reference (training) images from the run, or an error saying none were given."""

@@ -6,6 +6,7 @@ Kept free of torch so that `attribench list` stays fast.
 from __future__ import annotations
 
 import difflib
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,15 +15,23 @@ from attribench_core.errors import ParameterError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+# (field of Param, its words, the test a value passes): the bounds a number may declare
+_BOUNDS = (
+    ("minimum", "at least", operator.ge),
+    ("greater_than", "greater than", operator.gt),
+    ("maximum", "at most", operator.le),
+    ("less_than", "less than", operator.lt),
+)
 
 
 @dataclass(frozen=True)
 class Param:
     """One tunable parameter of an explainer, or one option of a metric or dataset.
 
-    `type` is one of `int`, `float`, `bool`, `str`; `choices` restricts the accepted values, `minimum` and
-    `maximum` (inclusive) the range of a number, so that a value out of range fails when the command is
-    read (exit 2), not when the run reaches it.
+    `type` is one of `int`, `float`, `bool`, `str`; `choices` restricts the accepted values; `minimum` and
+    `maximum` (inclusive) and `greater_than` and `less_than` (exclusive: a learning rate
+    `greater_than=0`) the range of a number, so that a value out of range fails when the command is read
+    (exit 2), not when the run reaches it.
     """
 
     name: str
@@ -32,6 +41,8 @@ class Param:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    greater_than: float | None = None
+    less_than: float | None = None
 
     def __post_init__(self) -> None:
         if self.default is not None:
@@ -63,11 +74,25 @@ class Param:
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(map(str, self.choices))
             raise ParameterError(f"Parameter '{self.name}' must be one of {allowed}; got {value!r}.")
-        if value is not None and self.minimum is not None and value < self.minimum:
-            raise ParameterError(f"Parameter '{self.name}' must be at least {self.minimum:g}; got {value!r}.")
-        if value is not None and self.maximum is not None and value > self.maximum:
-            raise ParameterError(f"Parameter '{self.name}' must be at most {self.maximum:g}; got {value!r}.")
+        if value is not None and not self.in_range(value):
+            raise ParameterError(f"Parameter '{self.name}' must be {self.range_text()}; got {value!r}.")
         return value
+
+    def in_range(self, value: float) -> bool:
+        """Whether `value` passes every declared bound (NaN passes none)."""
+        return all(
+            passes(value, getattr(self, field))
+            for field, _, passes in _BOUNDS
+            if getattr(self, field) is not None
+        )
+
+    def range_text(self) -> str:
+        """The declared bounds in words ("greater than 0 and less than 1"); empty when there are none."""
+        return " and ".join(
+            f"{words} {getattr(self, field):g}"
+            for field, words, _ in _BOUNDS
+            if getattr(self, field) is not None
+        )
 
 
 def resolve_params(

@@ -38,7 +38,7 @@ from attribench_core.params import parse_assignments, resolve_params
 from attribench_core.progress import Progress, no_progress
 from attribench_core.registry import Entry, Registry
 from attribench_core.result import Result, StoredRun, run_arrays
-from attribench_core.seeding import derive_seed
+from attribench_core.seeding import check_seed, derive_seed
 from attribench_core.store import AttributionStore, GroupKey, Stored
 from attribench_core.weights import LoadedModel, obtain_model
 
@@ -135,11 +135,12 @@ class BatchOutput:
 
 
 def parse_explainer(registry: Registry, text: str) -> ExplainerConfig:
-    """`name` or `name:k=v,k2=v2` -> a resolved explainer whose parameters are validated."""
+    """`name` or `name:k=v,k2=v2` -> a resolved explainer whose parameters are validated (made once, so
+    that its `check_params` runs too)."""
     name, _, assignments = text.partition(":")
     entry = registry.resolve("explainer", name.strip())
     given = parse_assignments(assignments, owner=entry.qualified)
-    values = resolve_params(entry.load().parameters, given, owner=entry.qualified)
+    values = entry.load()(**given).params
     return ExplainerConfig(entry, {k: values[k] for k in given})
 
 
@@ -663,6 +664,7 @@ def run(registry: Registry, request: RunRequest, progress: Progress = no_progres
     """Prepare, plan, execute and evaluate; save the results in the store."""
     if request.batch_size < 1:
         raise ParameterError(f"--batch-size must be at least 1; got {request.batch_size}.")
+    check_seed(request.seed)
     AttributionStore(request.store).check()
     executor = make_executor(registry, request)
     with executor:

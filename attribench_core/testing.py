@@ -8,14 +8,17 @@ with using_plugins({"myns": my_pkg.plugin}):               # ... and the CLI see
 check_explainer(MyExplainer())                             # the Explainer contract on a tiny CNN
 registry = plugin_registry({"t": ShuffledExecutor.plugin()})  # executor "t.shuffled": items in any order
 before = model_snapshot(model); ...; assert not model_changes(before, model_snapshot(model))
+assert refused_run({"myns": my_pkg.plugin}, ["myns.metric", "--k", "0"]) == "Usage error: ...\n"
 """
 
 from __future__ import annotations
 
 import random
+import tempfile
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -48,6 +51,26 @@ def using_plugins(extra: dict[str, object] | None = None, *, entrypoints: bool =
         yield plugins.get_registry()
     finally:
         plugins.use(None)
+
+
+def refused_run(extra: dict[str, object], args: Sequence[str]) -> str:
+    """The output of `attribench run ARGS` with the core and `extra` plugins, its store and cache in an
+    empty temporary folder; checks that the command was refused as a usage error (exit 2) before anything
+    was written there (data, weights, store)."""
+    from click.testing import CliRunner
+
+    from attribench_core.cli import cli
+
+    with tempfile.TemporaryDirectory() as name, using_plugins(extra):
+        folder = Path(name)
+        result = CliRunner().invoke(
+            cli,
+            ["run", *args, "--store", str(folder / "attribench.h5")],
+            env={"ATTRIBENCH_HOME": str(folder / "home")},
+        )
+        assert result.exit_code == 2, f"exit {result.exit_code}: {result.output}"
+        assert not any(folder.iterdir()), f"a refused run wrote {sorted(folder.iterdir())}"
+    return result.output
 
 
 def tiny_model(num_classes: int = 4, channels: int = 3, seed: int = 0) -> torch.nn.Module:

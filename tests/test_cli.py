@@ -222,15 +222,25 @@ def test_num_imgs_above_the_dataset_size_says_it_was_capped(test_plugins):
     assert f"note: --num-imgs 100000 capped at the dataset's {evaluated} images." in done.stderr
 
 
-def test_a_seed_beyond_int64_runs_and_later_runs_on_the_store_still_work(test_plugins):
-    big = invoke("run", "core.relevance_mass", "-e", "t.grad", "--num-imgs", "4", "--seed", "9" * 23)
-    assert big.exit_code == 0, big.output
-    later = invoke("run", "core.relevance_mass", "-e", "t.grad", "--num-imgs", "4")
-    assert later.exit_code == 0, later.output
+@pytest.mark.parametrize("seed", ["-1", str(2**32), "9" * 23])
+def test_a_seed_outside_the_supported_range_is_refused_before_anything_runs(test_plugins, seed):
+    """numpy takes no negative seed and torch none from 2**64, and plugins seed with multiples of the seed:
+    0 .. 2**32 - 1 is what every stream supports."""
+    refused = invoke("run", "core.relevance_mass", "-e", "t.grad", "--num-imgs", "4", "--seed", seed)
+    assert refused.exit_code == 2
+    assert (
+        refused.output
+        == f"Usage error: --seed {seed} is outside the supported range 0 to 4294967295 (2**32 - 1).\n"
+    )
+    assert not Path("attribench.h5").exists()
+
+
+def test_the_largest_supported_seed_runs_and_is_kept_in_the_store(test_plugins):
+    top = invoke("run", "core.relevance_mass", "-e", "t.grad", "--num-imgs", "4", "--seed", str(2**32 - 1))
+    assert top.exit_code == 0, top.output
     listed = json.loads(invoke("store", "ls", "--json").stdout)
-    groups = [g["path"] for g in listed if g["kind"] == "attributions"]
-    assert {json.loads(invoke("store", "show", g).stdout)["seed"] for g in groups} == {"9" * 23, 0}
-    assert invoke("store", "verify").output.strip() == "attribench.h5: OK"
+    group = next(g["path"] for g in listed if g["kind"] == "attributions")
+    assert json.loads(invoke("store", "show", group).stdout)["seed"] == 2**32 - 1
 
 
 def _resumable_args(store):
@@ -310,6 +320,36 @@ def test_two_processes_writing_one_store_leave_it_sound(tmp_path):
     assert verified.returncode == 0, verified.stdout
     groups = json.loads(run_attribench(["store", "ls", "--json", "--store", str(store)], site=site).stdout)
     assert sorted(g["n"] for g in groups if g["kind"] == "attributions") == [40, 40, 40]
+
+
+def test_run_metric_help_describes_the_metric(test_plugins):
+    shown = invoke("run", "core.pointing_game", "--help")
+    assert shown.exit_code == 0, shown.output
+    metric = shown.output[shown.output.index("Metric core.pointing_game:") :]
+    for line in (
+        "Whether the most attributed pixel lies inside the primary regions",
+        "direction   higher is better",
+        "dataset     core.toy (--dataset)",
+        "model       core.toy_cnn (--model)",
+        "images      100 (--num-imgs)",
+        "explainers  every installed explainer (--explainer)",
+        "Options of core.pointing_game (--name value, after the metric):",
+    ):
+        assert line in metric
+    flat = " ".join(metric.split())
+    assert "--tolerance INTEGER pixels of slack around the regions (square) [default: 0; at least 0]" in flat
+    assert (
+        "--average TEXT mean over images, or over categories (Zhang et al.) [default: images; one of" in flat
+    )
+    assert "--num-imgs INTEGER" in shown.output  # the run command's own options come first
+
+
+def test_run_help_without_a_metric_is_the_generic_help_and_an_unknown_metric_is_refused(test_plugins):
+    generic = invoke("run", "--help")
+    assert generic.exit_code == 0 and "Metric " not in generic.output
+    unknown = invoke("run", "core.pointing_gam", "--help")
+    assert unknown.exit_code == 2
+    assert unknown.output.startswith("Usage error: Unknown metric 'core.pointing_gam'. Did you mean")
 
 
 def test_debug_may_follow_the_subcommand(test_plugins):

@@ -68,7 +68,20 @@ def test_numbers_out_of_their_declared_range_are_refused():
     assert steps.parse("1") == 1 and sigma.parse("1") == 1.0
     with pytest.raises(ParameterError, match="'steps' must be at least 1; got 0"):
         steps.parse("0")
-    with pytest.raises(ParameterError, match=re.escape("'sigma' must be at most 1; got 1.5")):
+    with pytest.raises(ParameterError, match=re.escape("'sigma' must be at least 0 and at most 1; got 1.5")):
         sigma.check(1.5)
     with pytest.raises(ParameterError, match="'sigma' must be at least 0"):
         Param("sigma", -0.1, type=float, minimum=0)  # a default out of range is a plugin bug
+
+
+@pytest.mark.parametrize("text", ["0", "-0.5", "1", "nan"])
+def test_exclusive_bounds_refuse_their_limits_and_nan(text):
+    area = Param("area", 0.3, type=float, greater_than=0, less_than=1)
+    with pytest.raises(ParameterError, match=re.escape("'area' must be greater than 0 and less than 1; got")):
+        area.parse(text)
+
+
+def test_exclusive_bounds_accept_what_lies_inside():
+    rate = Param("learning_rate", 0.01, type=float, greater_than=0)
+    assert rate.parse("1e-9") == 1e-9 and rate.parse("inf") == float("inf")
+    assert rate.range_text() == "greater than 0" and Param("mode", "a").range_text() == ""

@@ -3,12 +3,13 @@
 import json
 
 import attribench_example.plugin
+import pytest
 import torch
 from attribench_example.explainers import GradientMagnitude
 from click.testing import CliRunner
 
 from attribench_core.cli import cli
-from attribench_core.testing import check_explainer, plugin_registry, using_plugins
+from attribench_core.testing import check_explainer, plugin_registry, refused_run, using_plugins
 
 
 def test_registered_under_its_namespace():
@@ -38,3 +39,15 @@ def test_runs_through_the_cli(tmp_path, monkeypatch):
     row = json.loads(result.stdout)["results"][0]
     assert row["explainer"] == "example.gradient_magnitude:window=3"
     assert 0 < row["value"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("window", "message"), [("0", "must be at least 1; got 0"), ("2", "must be odd; got 2")]
+)
+def test_a_bad_window_is_refused_when_the_command_is_read(window, message):
+    """Exit 2 with one line, before anything is computed or stored."""
+    args = ["core.relevance_mass", "-e", f"gradient_magnitude:window={window}"]
+    assert (
+        refused_run({"example": attribench_example.plugin}, args)
+        == f"Usage error: Parameter 'window' {message}.\n"
+    )

@@ -5,6 +5,7 @@ hand computations, an independent dense-matrix reference of every rule, and the 
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule
 from torch import nn
 
 from attribench_core import reference_models
+from attribench_core.errors import ParameterError
 from attribench_core.model import ModelInfo, attach_info
 from attribench_core.normalization import IMAGENET_MEAN, IMAGENET_STD, Normalize, Normalized
 from attribench_core.testing import check_explainer
@@ -300,14 +302,16 @@ def test_deep_taylor_bounded_rule_on_a_linear_model_by_hand(zoo, images, targets
     torch.testing.assert_close(
         prop.DeepTaylor()(model, images, targets), expected(-1, 1), rtol=1e-4, atol=1e-7
     )
-    with pytest.raises(ValueError, match="'low' < 'high'"):
+    with pytest.raises(ValueError, match="'low' < 'high' required \\(the model's input range"):
         prop.DeepTaylor(low=1.0)(model, images, targets)
+    with pytest.raises(ParameterError, match=re.escape("'low' < 'high' required; got low=1.0, high=0.5")):
+        prop.DeepTaylor(low=1.0, high=0.5)
 
 
 def test_bad_parameters_and_input_layers_are_refused(zoo, cnn, images, targets) -> None:
     for preset in (prop.LRPAlpha1Beta0Flat, prop.LRPAlpha2Beta1Flat):
-        with pytest.raises(ValueError, match="'epsilon' must be positive"):
-            preset(epsilon=0.0)(cnn, images, targets)
+        with pytest.raises(ParameterError, match=re.escape("'epsilon' must be greater than 0; got 0.0")):
+            preset(epsilon=0.0)
     model = nn.Sequential(nn.BatchNorm2d(3), zoo.SmallCNN()).eval()
     for explainer in (prop.LRPAlpha1Beta0Flat(), prop.DeepTaylor()):
         with pytest.raises(UnsupportedModelError, match=r"input layer.*module '0' \(BatchNorm2d\)"):

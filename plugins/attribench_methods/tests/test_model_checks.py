@@ -3,6 +3,7 @@ method cannot explain correctly."""
 
 from __future__ import annotations
 
+import re
 import threading
 import warnings
 
@@ -147,8 +148,12 @@ def test_smoothgrad_and_lrp_reject_bad_parameters(make, cnn, images, targets) ->
         make("smoothgrad", samples=0)
     with pytest.raises(ParameterError, match="'sigma' must be at least 0"):
         make("smoothgrad_sq", sigma=-1.0)
-    with pytest.raises(ValueError, match="'epsilon' must be positive"):
-        make("lrp_epsilon", epsilon=0.0)(cnn, images, targets)
+    with pytest.raises(ParameterError, match=re.escape("'epsilon' must be greater than 0; got 0.0")):
+        make("lrp_epsilon", epsilon=0.0)
+    with pytest.raises(
+        ParameterError, match=re.escape("'relative_epsilon' must be greater than 0; got -1.0")
+    ):
+        make("lrp_epsilon", relative_epsilon=-1.0)
 
 
 def test_malformed_batches_are_refused_clearly(make, cnn, images, targets) -> None:

@@ -18,6 +18,8 @@ from attribench_methods.iba import IBA
 from attribench_methods.model_checks import UnsupportedModelError
 from torch import nn
 
+from attribench_core.errors import ParameterError
+
 H = 16
 
 
@@ -146,16 +148,9 @@ def test_blur_pyramid_with_two_levels_is_the_plain_blend() -> None:
     torch.testing.assert_close(pyramid.apply(torch.zeros_like(mask)), gaussian_blur(images, 2.0))
 
 
-@pytest.mark.parametrize(
-    ("params", "match"),
-    [({"area": 0.0}, "area"), ({"area": 1.0}, "area"), ({"steps": 0}, "steps"),
-     ({"learning_rate": -1.0}, "learning_rate"), ({"levels": 1}, "levels"),
-     ({"blur_sigma": -1.0}, "blur_sigma"), ({"mask_step": 7, "mask_sigma": 1.0}, "too small"),
-     ({"internal_batch_size": 0}, "internal_batch_size")],
-)  # fmt: skip
-def test_extremal_rejects_bad_parameters(cnn, images, targets, params, match) -> None:
-    with pytest.raises(ValueError, match=match):
-        ExtremalPerturbation(**params)(cnn, images, targets)
+def test_extremal_refuses_a_mask_sigma_too_small_for_its_step(cnn, images, targets) -> None:
+    with pytest.raises(ValueError, match="too small"):
+        ExtremalPerturbation(mask_step=7, mask_sigma=1.0)(cnn, images, targets)
 
 
 # ---------------------------------------------------------------- IBA
@@ -253,13 +248,32 @@ def test_iba_same_map_with_inplace_relus(zoo, cnn, images, targets) -> None:
 
 @pytest.mark.parametrize(
     ("params", "match"),
-    [({"layer": "nope"}, "no module 'nope'"), ({"steps": 0}, "steps"), ({"beta": -1.0}, "beta"),
-     ({"estimation_images": 1}, "at least 2"), ({"samples": 0}, "samples"),
-     ({"layer": "classifier.1"}, "feature map")],
+    [({"layer": "nope"}, "no module 'nope'"), ({"layer": "classifier.1"}, "feature map")],
 )  # fmt: skip
-def test_iba_rejects_bad_parameters_and_layers(cnn, images, targets, params, match) -> None:
+def test_iba_rejects_layers_the_model_lacks_or_without_a_map(cnn, images, targets, params, match) -> None:
     with pytest.raises(ValueError, match=match):
         IBA(**params)(cnn, images, targets, references=references)
+
+
+@pytest.mark.parametrize(
+    ("make", "params", "match"),
+    [(IBA, {"steps": 0}, "'steps' must be at least 1"), (IBA, {"beta": -1.0}, "'beta' must be at least 0"),
+     (IBA, {"estimation_images": 1}, "'estimation_images' must be at least 2"),
+     (IBA, {"samples": 0}, "'samples' must be at least 1"),
+     (IBA, {"learning_rate": 0.0}, "'learning_rate' must be greater than 0"),
+     (IBA, {"min_std": -0.1}, "'min_std' must be greater than 0"),
+     (ExtremalPerturbation, {"learning_rate": -0.01}, "'learning_rate' must be greater than 0"),
+     (ExtremalPerturbation, {"area": 1.0}, "'area' must be greater than 0 and less than 1; got 1.0"),
+     (ExtremalPerturbation, {"levels": 1}, "'levels' must be at least 2"),
+     (ExtremalPerturbation, {"mask_sigma": -1.0}, "'mask_sigma' must be at least 0"),
+     (ExtremalPerturbation, {"steps": 0}, "'steps' must be at least 1"),
+     (ExtremalPerturbation, {"area": 0.0}, "'area' must be greater than 0"),
+     (ExtremalPerturbation, {"blur_sigma": -1.0}, "'blur_sigma' must be at least 0"),
+     (ExtremalPerturbation, {"internal_batch_size": 0}, "'internal_batch_size' must be at least 1")],
+)  # fmt: skip
+def test_optimised_maps_refuse_parameters_out_of_range_when_made(make, params, match) -> None:
+    with pytest.raises(ParameterError, match=match):
+        make(**params)
 
 
 def test_iba_needs_references(cnn, images, targets) -> None:

@@ -8,8 +8,12 @@ import subprocess
 import sys
 from importlib import import_module
 
+import pytest
+from attribench_methods import plugin
+
 from attribench_core.explainer import Explainer
 from attribench_core.params import Param
+from attribench_core.testing import refused_run
 
 EXPECTED = {
     "gradient",
@@ -73,3 +77,25 @@ def test_importing_the_plugin_does_not_import_torch_or_captum() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("smoothgrad:sigma=-1", "Parameter 'sigma' must be at least 0; got -1.0."),
+        ("ig:steps=0", "Parameter 'steps' must be at least 1; got 0."),
+        ("lrp_epsilon:epsilon=0", "Parameter 'epsilon' must be greater than 0; got 0.0."),
+        ("lrp_alpha1beta0_flat:epsilon=-1", "Parameter 'epsilon' must be greater than 0; got -1.0."),
+        ("iba:learning_rate=0", "Parameter 'learning_rate' must be greater than 0; got 0.0."),
+        (
+            "extremal_perturbation:learning_rate=-0.1",
+            "Parameter 'learning_rate' must be greater than 0; got -0.1.",
+        ),
+        ("extremal_perturbation:area=1", "Parameter 'area' must be greater than 0 and less than 1; got 1.0."),
+        ("occlusion:window=2,stride=3", "Parameter 'stride' (3) must not exceed 'window' (2)."),
+        ("deep_taylor:low=1,high=0", "Parameters 'low' < 'high' required; got low=1.0, high=0.0."),
+    ],
+)
+def test_parameters_out_of_range_are_refused_when_the_command_is_read(spec, message):
+    """Exit 2 with one line, before any data, model or store is touched."""
+    assert refused_run({"methods": plugin}, ["core.pointing_game", "-e", spec]) == f"Usage error: {message}\n"

@@ -23,26 +23,25 @@ from attribench_core import (
     Metric,
     MetricContext,
     Param,
-    ParameterError,
     Result,
     Uncertainty,
     mean_result,
 )
 
 from . import functional
-from .build import SYNTH_N, SYNTH_SIZE, SYNTH_VAL
+from .build import MIN_SIZE, SYNTH_N, SYNTH_SIZE, SYNTH_VAL
 from .classes import BEDROOM, DOG
 from .models import CAM_LAYER
 from .patch import select_insignificant
-from .tcav import SIGNIFICANCE, permutation_p_value, tcav_score
+from .tcav import MIN_CONCEPT_SIZE, SIGNIFICANCE, permutation_p_value, tcav_score
 
 MISCLASSIFIED = "misclassified by a model of the comparison"
 
 OPTIONS = (
     Param("data_root", "", "folder built by `attribench bam build`; empty: the embedded bam-synth", str),
-    Param("size", SYNTH_SIZE, "bam-synth image side in pixels", int),
-    Param("n", SYNTH_N, "bam-synth images per class (train + val)", int),
-    Param("val", SYNTH_VAL, "bam-synth validation images per class", int),
+    Param("size", SYNTH_SIZE, "bam-synth image side in pixels", int, minimum=MIN_SIZE),
+    Param("n", SYNTH_N, "bam-synth images per class (train + val)", int, minimum=2),
+    Param("val", SYNTH_VAL, "bam-synth validation images per class (fewer than n)", int, minimum=1),
 )
 
 
@@ -163,12 +162,13 @@ class IIR(BamMetric):
     num_imgs = 100  # all of bamboo_forest
     options = (
         *OPTIONS,
-        Param("threshold", 0.1, "relative change of g counted as unchanged (BAM: 0.1)", float),
+        Param("threshold", 0.1, "relative change of g counted as unchanged (BAM: 0.1)", float, minimum=0),
         Param(
             "max_logit_distance",
             MAX_LOGIT_DISTANCE,
             "patches moving the logits by this much (L2) or more are not insignificant; inf keeps all",
             float,
+            greater_than=0,
         ),
     )
 
@@ -271,8 +271,14 @@ class TCAV(BamMetric):
     options = (
         *OPTIONS,
         Param("layer", CAM_LAYER.replace("conv", "relu"), "layer whose activations define the CAV", str),
-        Param("random_sets", 10, "random counterpart sets (BAM: 2; 10 makes the test exact)", int),
-        Param("concept_size", 100, "images per concept and random set (BAM: 100)", int),
+        Param("random_sets", 10, "random counterpart sets (BAM: 2; 10 makes the test exact)", int, minimum=2),
+        Param(
+            "concept_size",
+            100,
+            "images per concept and random set (BAM: 100; the CAV holds a third of them out)",
+            int,
+            minimum=MIN_CONCEPT_SIZE,
+        ),
     )
 
     def __init__(self, **options: Any) -> None:
@@ -291,8 +297,6 @@ class TCAV(BamMetric):
         size, device = self.opts["concept_size"], ctx.device
         dogs = np.flatnonzero(composites.objects == DOG)  # type: ignore[attr-defined]
         concept = composites.batch(rng.choice(dogs, min(size, len(dogs)), replace=False)).images.to(device)
-        if self.opts["random_sets"] < 2:
-            raise ParameterError(f"--random-sets {self.opts['random_sets']} leaves no test; use at least 2.")
         randoms = [
             scene_only.batch(rng.choice(len(scene_only), size, replace=False)).images.to(device)
             for _ in range(self.opts["random_sets"] + 1)  # the last one: the random-vs-random reference

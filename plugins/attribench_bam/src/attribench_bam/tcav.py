@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable
 from itertools import combinations
-from math import comb
+from math import ceil, comb
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from torch import nn
 
 CAV_ALPHA = 0.1
 TEST_FRACTION = 0.33
+MIN_CONCEPT_SIZE = ceil(1 / TEST_FRACTION)  # the fewest images per set that hold one out
 BATCH_SIZE = 64
 EXACT_PERMUTATIONS = 200_000  # up to this many splits the permutation test enumerates them all
 SIGNIFICANCE = 0.05

@@ -163,15 +163,40 @@ class ExtremalPerturbation(Explainer):
 
     channel_less = True
     parameters = (
-        Param("area", 0.3, "fraction of the mask that is kept (SoCo 0.3; TorchRay default 0.1)", float),
-        Param("steps", 300, "optimisation iterations (TorchRay 800)", int),
-        Param("learning_rate", 0.01, "SGD learning rate (TorchRay 0.01, momentum 0.9)", float),
-        Param("blur_sigma", 0.0, "σ of the strongest blur in pixels; 0: 20·min(H,W)/224 (TorchRay)", float),
         Param(
-            "mask_step", 0, "mask parameter stride in pixels; 0: round(7·min(H,W)/224) ≥ 1 (TorchRay)", int
+            "area",
+            0.3,
+            "fraction of the mask that is kept (SoCo 0.3; TorchRay default 0.1)",
+            float,
+            greater_than=0,
+            less_than=1,
         ),
-        Param("mask_sigma", 0.0, "mask smoothing radius in pixels; 0: 21·min(H,W)/224 (TorchRay)", float),
-        Param("levels", 8, "blur levels the mask interpolates between (TorchRay 8)", int),
+        Param("steps", 300, "optimisation iterations (TorchRay 800)", int, minimum=1),
+        Param(
+            "learning_rate", 0.01, "SGD learning rate (TorchRay 0.01, momentum 0.9)", float, greater_than=0
+        ),
+        Param(
+            "blur_sigma",
+            0.0,
+            "σ of the strongest blur in pixels; 0: 20·min(H,W)/224 (TorchRay)",
+            float,
+            minimum=0,
+        ),
+        Param(
+            "mask_step",
+            0,
+            "mask parameter stride in pixels; 0: round(7·min(H,W)/224) ≥ 1 (TorchRay)",
+            int,
+            minimum=0,
+        ),
+        Param(
+            "mask_sigma",
+            0.0,
+            "mask smoothing radius in pixels; 0: 21·min(H,W)/224 (TorchRay)",
+            float,
+            minimum=0,
+        ),
+        Param("levels", 8, "blur levels the mask interpolates between (TorchRay 8)", int, minimum=2),
         Param("jitter", True, "flip the perturbed image horizontally every other iteration (TorchRay)", bool),
         Param(
             "area_with_margin",
@@ -184,24 +209,13 @@ class ExtremalPerturbation(Explainer):
             32,
             "images whose masks are optimised together (≈0.13 GB each at 224 px, plus the model's share)",
             int,
+            minimum=1,
         ),
     )
 
     def settings(self, height: int, width: int) -> tuple[float, int, float]:
-        """(blur σ, mask step, mask σ) for an image of this size, after validating every parameter."""
+        """(blur σ, mask step, mask σ) for an image of this size (TorchRay's, scaled, where one is 0)."""
         p = self.params
-        if not 0 < p["area"] < 1:
-            raise ValueError(f"Parameter 'area' must lie in (0, 1); got {p['area']}.")
-        for name in ("steps", "learning_rate", "internal_batch_size"):
-            if p[name] <= 0:
-                raise ValueError(f"Parameter '{name}' must be positive; got {p[name]}.")
-        for name in ("blur_sigma", "mask_step", "mask_sigma"):
-            if p[name] < 0:
-                raise ValueError(
-                    f"Parameter '{name}' must be ≥ 0 (0: scaled from TorchRay's); got {p[name]}."
-                )
-        if p["levels"] < 2:
-            raise ValueError(f"Parameter 'levels' must be at least 2; got {p['levels']}.")
         scale = min(height, width) / TORCHRAY_SIZE
         blur = p["blur_sigma"] or TORCHRAY_MAX_BLUR * scale
         step = p["mask_step"] or max(1, round(TORCHRAY_STEP * scale))

@@ -64,35 +64,23 @@ class IBA(Explainer):
     channel_less = True
     parameters = (
         Param("layer", "", "module path of the bottleneck layer; empty: the model's CAM layer", str),
-        Param("beta", 10.0, "weight of the mean information loss (paper and code: 10)", float),
-        Param("steps", 10, "Adam iterations per image (paper: 10)", int),
-        Param("learning_rate", 1.0, "Adam learning rate (paper: 1)", float),
-        Param("samples", 10, "noise draws per iteration, one batch (paper: 10)", int),
+        Param("beta", 10.0, "weight of the mean information loss (paper and code: 10)", float, minimum=0),
+        Param("steps", 10, "Adam iterations per image (paper: 10)", int, minimum=1),
+        Param("learning_rate", 1.0, "Adam learning rate (paper: 1)", float, greater_than=0),
+        Param("samples", 10, "noise draws per iteration, one batch (paper: 10)", int, minimum=1),
         Param("initial_alpha", 5.0, "initial α, λ = sigmoid(α) (paper: 5)", float),
         Param(
             "smooth_sigma",
             1.0,
             "σ of the Gaussian smoothing λ, in feature-map pixels; 0: none (paper: 1)",
             float,
+            minimum=0,
         ),
-        Param("estimation_images", 32, "reference images for μ_R, σ_R (ours; paper 10 000)", int),
-        Param("min_std", 0.01, "lower bound on σ_R (code: 0.01)", float),
+        Param("estimation_images", 32, "reference images for μ_R, σ_R (ours; paper 10 000)", int, minimum=2),
+        Param("min_std", 0.01, "lower bound on σ_R (code: 0.01)", float, greater_than=0),
         Param("relu", False, "clamp Z at 0, for a post-ReLU layer (code: false)", bool),
         INTERNAL_BATCH_SIZE,
     )
-
-    def check_params(self) -> None:
-        p = self.params
-        for name in ("steps", "learning_rate", "samples", "min_std", "internal_batch_size"):
-            if p[name] <= 0:
-                raise ValueError(f"Parameter '{name}' must be positive; got {p[name]}.")
-        for name in ("beta", "smooth_sigma"):
-            if p[name] < 0:
-                raise ValueError(f"Parameter '{name}' must be non-negative; got {p[name]}.")
-        if p["estimation_images"] < 2:
-            raise ValueError(
-                f"Parameter 'estimation_images' must be at least 2; got {p['estimation_images']}."
-            )
 
     def bottleneck_layer(self, model: torch.nn.Module) -> tuple[str, torch.nn.Module]:
         check_hookable(model, "IBA")
@@ -156,7 +144,6 @@ class IBA(Explainer):
         return mean.to(dtype), std.to(dtype), active.to(dtype)
 
     def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        self.check_params()
         inputs, targets = checked_batch(model, inputs, targets)
         path, layer = self.bottleneck_layer(model)
         mean, std, active = self.estimate(model, path, layer, inputs)

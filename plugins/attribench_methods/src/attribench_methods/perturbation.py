@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from attribench_core import Param
+from attribench_core import Param, ParameterError
 from attribench_methods.common import CaptumExplainer
 from attribench_methods.gradients import INTERNAL_BATCH_SIZE
 
@@ -31,10 +31,13 @@ class Occlusion(CaptumExplainer):
         INTERNAL_BATCH_SIZE,
     )
 
-    def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def check_params(self) -> None:
         window, stride = self.params["window"], self.params["stride"]
         if stride > window:
-            raise ValueError(f"Parameter 'stride' ({stride}) must not exceed 'window' ({window}).")
+            raise ParameterError(f"Parameter 'stride' ({stride}) must not exceed 'window' ({window}).")
+
+    def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        window = self.params["window"]
         if inputs.dim() == 4 and window > min(inputs.shape[2:]):
             size = tuple(inputs.shape[2:])
             raise ValueError(f"Parameter 'window' ({window}) exceeds the image size {size}.")

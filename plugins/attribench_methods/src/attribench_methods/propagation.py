@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attribench_core import Explainer, Normalize, Param, model_info
+from attribench_core import Explainer, Normalize, Param, ParameterError, model_info
 from attribench_methods.common import CaptumExplainer, checked_batch
 from attribench_methods.lrp_rules import (
     AlphaBetaRule,
@@ -214,12 +214,6 @@ def input_values(trace: LayerTrace, index: int, value: float) -> torch.Tensor | 
     return image.reshape(1, *trace.calls[index].input_shape[1:])
 
 
-def _positive(name: str, value: float) -> float:
-    if not value > 0:
-        raise ValueError(f"Parameter '{name}' must be positive; got {value}.")
-    return value
-
-
 class _LRP(Explainer):
     """LRP on a canonical copy (BatchNorm folded into its convolution), traced once on the first image,
     with a rule for every layer call given by `rules` (see `relevance` for the engine)."""
@@ -227,9 +221,6 @@ class _LRP(Explainer):
     def rules(self, model: nn.Module, trace: LayerTrace) -> dict[nn.Module, RelevanceRule]:
         """The rule of every layer module of the traced canonical copy."""
         raise NotImplementedError
-
-    def check_params(self) -> None:
-        pass
 
     def explain(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self.propagate(model, inputs, targets)[0]
@@ -239,7 +230,6 @@ class _LRP(Explainer):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The input relevance and the target logits."""
         method = type(self).__name__
-        self.check_params()
         inputs, targets = checked_batch(model, inputs, targets)
         clone, trace = lrp_model(model, inputs, method=method)
         rules = self.rules(model, trace)
@@ -335,16 +325,16 @@ class LRPEpsilon(_LRP):
             None,
             "absolute ε of the Conv2d/Linear denominators (SMERF: 1); overrides relative_epsilon",
             float,
+            greater_than=0,
         ),
         Param(
-            "relative_epsilon", 1e-4, "ε as a multiple of the RMS of each layer's outputs, per sample", float
+            "relative_epsilon",
+            1e-4,
+            "ε as a multiple of the RMS of each layer's outputs, per sample",
+            float,
+            greater_than=0,
         ),
     )
-
-    def check_params(self) -> None:
-        if self.params["epsilon"] is not None:
-            _positive("epsilon", self.params["epsilon"])
-        _positive("relative_epsilon", self.params["relative_epsilon"])
 
     def rules(self, model: nn.Module, trace: LayerTrace) -> dict[nn.Module, RelevanceRule]:
         if self.params["epsilon"] is not None:
@@ -366,11 +356,14 @@ class _LRPPresetFlat(_LRP):
     alpha: ClassVar[float]
     beta: ClassVar[float]
     parameters = (
-        Param("epsilon", 1.0, "ε of the Linear layers (SMERF: 1; innvestigate's default 0.1)", float),
+        Param(
+            "epsilon",
+            1.0,
+            "ε of the Linear layers (SMERF: 1; innvestigate's default 0.1)",
+            float,
+            greater_than=0,
+        ),
     )
-
-    def check_params(self) -> None:
-        _positive("epsilon", self.params["epsilon"])
 
     def rules(self, model: nn.Module, trace: LayerTrace) -> dict[nn.Module, RelevanceRule]:
         def weight_rule(layer: nn.Module) -> RelevanceRule:
@@ -415,12 +408,20 @@ class DeepTaylor(_LRP):
         Param("output_rule", "wsquare", "the output layer's rule (innvestigate)", str, ("wsquare", "zplus")),
     )
 
+    def check_params(self) -> None:
+        low, high = self.params["low"], self.params["high"]
+        if low is not None and high is not None and not low < high:
+            raise ParameterError(f"Parameters 'low' < 'high' required; got low={low}, high={high}.")
+
     def bounds(self, model: nn.Module) -> tuple[float, float]:
         low, high = model_info(model).input_range
         low = low if self.params["low"] is None else self.params["low"]
         high = high if self.params["high"] is None else self.params["high"]
         if not low < high:
-            raise ValueError(f"Parameters 'low' < 'high' required; got low={low}, high={high}.")
+            raise ValueError(
+                f"Parameters 'low' < 'high' required (the model's input range gives the one not set); "
+                f"got low={low}, high={high}."
+            )
         return float(low), float(high)
 
     def rules(self, model: nn.Module, trace: LayerTrace) -> dict[nn.Module, RelevanceRule]:

@@ -45,7 +45,7 @@ OPTIONS = (
     Param("background", "black", "black, noise (B.8), natural (B.9: --background-dir)", str, BACKGROUNDS),
     Param("background_dir", "", "folder of pictures for the natural background", str),
     Param("postprocess", "paper", "paper: SMERF's per-family maps; uniform: sum of |a|", str, MODES),
-    Param("blur", 7, "box blur size before scoring (0: none)", int),
+    Param("blur", 7, "box blur size before scoring (0: none)", int, minimum=0),
 )
 
 

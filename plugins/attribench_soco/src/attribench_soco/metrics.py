@@ -48,7 +48,7 @@ OPTIONS = (
         tuple(PAIRS),
     ),
     Param("preset", "default", "SMERF image counts with --on smerf: default, paper or tiny", str),
-    Param("noise", 0.01, "std of the imputation noise, in the model's input units", float),
+    Param("noise", 0.01, "std of the imputation noise, in the model's input units", float, minimum=0),
 )
 ZERO_MAP = "all-zero attribution map"
 NONFINITE = "non-finite attribution"
@@ -226,7 +226,11 @@ def rise_options(fill: str) -> tuple[Param, ...]:
     """Options of Petsiuk et al.'s games: the pair, the fill (RISE: 0 for deletion, blur for insertion) and
     the number of steps."""
     steps = Param(
-        "steps", functional.RISE_STEPS, "steps of the game (RISE: 224, i.e. 224 pixels of 224²)", int
+        "steps",
+        functional.RISE_STEPS,
+        "steps of the game (RISE: 224, i.e. 224 pixels of 224²)",
+        int,
+        minimum=1,
     )
     return (*OPTIONS, fill_option(fill), steps)
 

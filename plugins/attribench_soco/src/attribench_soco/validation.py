@@ -51,7 +51,10 @@ class Validate(SocoMetric):
     category = "validation"
     num_imgs = 100
     default_explainers = ("ig", "gradcam")
-    options = (*OPTIONS, Param("trials", 200, "repetitions of the linear test (the paper: 1000)", int))
+    options = (
+        *OPTIONS,
+        Param("trials", 200, "repetitions of the linear test (the paper: 1000)", int, minimum=1),
+    )
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
