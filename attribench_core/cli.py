@@ -18,7 +18,7 @@ from attribench_core import __version__, plugins
 from attribench_core.devices import check_device
 from attribench_core.errors import AttribenchError, UsageProblem
 from attribench_core.progress import RichProgress
-from attribench_core.registry import KINDS, Entry
+from attribench_core.registry import KINDS, Entry, Registry
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -55,15 +55,16 @@ class AttribenchGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        self._add_plugin_commands()
+        self._add_plugin_commands(ctx)
         return super().get_command(ctx, name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._add_plugin_commands()
+        self._add_plugin_commands(ctx)
         return super().list_commands(ctx)
 
-    def _add_plugin_commands(self) -> None:
-        loaded = plugins.current()[0]
+    def _add_plugin_commands(self, ctx: click.Context) -> None:
+        """Load the plugins (once; strictly with `--strict`) and add their commands."""
+        loaded = plugins.current(strict=bool(ctx.params.get("strict")))[0]
         if self._plugin_commands_for is not loaded:
             self._plugin_commands_for = loaded
             loaded.manager.hook.register_commands(cli=self)
@@ -92,8 +93,6 @@ class AttribenchGroup(click.Group):
 )
 def cli(debug: bool, strict: bool) -> None:
     """Benchmark feature-attribution methods for PyTorch image classifiers."""
-    if strict:
-        plugins.use(plugins.make_plugins(strict=True))
 
 
 # -- list / plugins -------------------------------------------------------------------------------
@@ -114,7 +113,7 @@ def _details(entry: Entry) -> dict[str, Any]:
             options={p.name: p.default for p in target.options},
         )
     elif entry.kind == "model":
-        out["dataset"] = target.dataset
+        out["dataset"] = entry.create().dataset  # of an instance: registered arguments may choose it
     elif entry.kind == "executor":
         out["options"] = {f"--{entry.name}-{p.name.replace('_', '-')}": p.default for p in target.options}
     return out
@@ -319,8 +318,9 @@ def run_command(
         keep_going=not ctx.find_root().params.get("debug", False),
         **kwargs,
     )
+    registry = plugins.get_registry()
     with RichProgress(stderr=as_json) as progress:
-        outcome = run(plugins.get_registry(), request, progress)
+        outcome = run(registry, request, progress)
     evaluated = outcome.provenance["num_imgs"]
     if request.num_imgs is not None and evaluated < request.num_imgs:
         click.echo(
@@ -332,15 +332,15 @@ def run_command(
     if as_json:
         click.echo(json.dumps(payload, indent=1))
     else:
-        _print_outcome(outcome)
+        _print_outcome(outcome, registry)
 
 
-def _print_outcome(outcome: Any) -> None:
+def _print_outcome(outcome: Any, registry: Registry) -> None:
     from rich.table import Table
 
     from attribench_core.result import SMALL_N
 
-    metric = plugins.get_registry().resolve("metric", outcome.metric).load()
+    metric = registry.resolve("metric", outcome.metric).load()
     arrow = "higher is better" if metric.higher_is_better else "lower is better"
     title = (
         f"{outcome.metric} ({arrow}) on {outcome.provenance['dataset']} / "

@@ -54,6 +54,12 @@ class Plugins:
         if self.manager.has_plugin(namespace):
             self.manager.unregister(name=namespace)
 
+    def call(self, namespace: str, hook: str, **kwargs: Any) -> None:
+        """Call one plugin's implementation of `hook` through pluggy, which hands it only the arguments it
+        names: a hook spec can gain an argument without breaking plugins written before."""
+        others = [p for name, p in self.manager.list_name_plugin() if name != namespace]
+        self.manager.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
+
 
 def _env_strict() -> bool:
     return os.environ.get("ATTRIBENCH_STRICT_PLUGINS", "").lower() in {"1", "true", "yes"}
@@ -108,17 +114,18 @@ def make_plugins(
 
 
 def build_registry(plugins: Plugins) -> Registry:
-    """Call every plugin's register hooks with `register` bound to that plugin's namespace."""
+    """Call every plugin's register hooks with `register` bound to that plugin's namespace; a plugin whose
+    hook raises is dropped (a warning, or an error when strict)."""
     registry = Registry()
     for kind in KINDS:
-        hook = getattr(plugins.manager.hook, f"register_{kind}s")
-        for impl in reversed(hook.get_hookimpls()):  # pluggy lists last-registered first
+        hook = f"register_{kind}s"
+        for impl in reversed(getattr(plugins.manager.hook, hook).get_hookimpls()):  # last-registered first
             record = plugins.records[impl.plugin_name]
             if record.error:
                 continue
             register = Register(registry, kind, impl.plugin_name, record.dist, record.version)
             try:
-                impl.function(register=register)
+                plugins.call(impl.plugin_name, hook, register=register)
             except Exception as exc:
                 plugins.fail(impl.plugin_name, record.module, exc, dist=record.dist, version=record.version)
                 registry.drop(impl.plugin_name)
@@ -137,11 +144,12 @@ def _version(dist: str) -> str | None:
 _current: tuple[Plugins, Registry] | None = None
 
 
-def current() -> tuple[Plugins, Registry]:
-    """The process-wide plugins and registry (built on first use; tests swap it with `use`)."""
+def current(*, strict: bool = False) -> tuple[Plugins, Registry]:
+    """The process-wide plugins and registry, built on first use (tests swap them with `use`); `strict`
+    (`attribench --strict`) loads them strictly unless they were."""
     global _current
-    if _current is None:
-        plugins = make_plugins()
+    if _current is None or (strict and not _current[0].strict):
+        plugins = make_plugins(strict=strict or None)
         _current = (plugins, build_registry(plugins))
     return _current
 

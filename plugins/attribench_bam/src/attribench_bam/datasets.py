@@ -22,8 +22,6 @@ from attribench_core import ArrayDataset, Roles
 from .build import SYNTH_N, SYNTH_SIZE, SYNTH_VAL, build_synth, load_meta, load_split
 from .classes import BAMBOO_FOREST, BEDROOM, DOG, OBJECTS, SCENES
 
-SCENE_K = range(1, len(SCENES) + 1)
-
 
 def data_folder(data_root: str | Path, seed: int, size: int, n: int, val: int) -> Path:
     """The built folder to read: `data_root` if given (checked), else the cached bam-synth build."""
@@ -166,11 +164,17 @@ scene = partial(_make, _scene)
 scene_only = partial(_make, _scene_only)
 dog_bedroom = partial(_make, _dog_bedroom)
 bamboo_forest = partial(_make, _bamboo_forest)
-SCENE_K_DATASETS = {f"scene{k}": partial(_make, partial(_scene_k, k)) for k in SCENE_K}
 
 
-def __getattr__(name: str) -> Any:
-    """`attribench_bam.datasets:scene<k>` for k = 1..10 (lazy registry targets)."""
-    if name in SCENE_K_DATASETS:
-        return SCENE_K_DATASETS[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def scene_k(
+    split: str = "test",
+    seed: int = 0,
+    data_root: str = "",
+    size: int = SYNTH_SIZE,
+    n: int = SYNTH_N,
+    val: int = SYNTH_VAL,
+    *,
+    k: int,
+) -> BamDataset:
+    """The `scene<k>` sets (registered with `k`, 1..10): see `_scene_k`."""
+    return _make(partial(_scene_k, k), split, seed, data_root, size, n, val)
