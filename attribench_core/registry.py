@@ -144,7 +144,11 @@ class Registry:
 
 
 class Register:
-    """The `register` callback handed to a plugin's hooks, bound to one kind and the plugin's namespace."""
+    """The `register` callback handed to a plugin's hooks, bound to one kind and the plugin's namespace.
+
+    `registry` is the registry being built: a target that resolves other names when it is created binds
+    it (`kwargs={"registry": register.registry}`); by then every plugin has registered.
+    """
 
     def __init__(self, registry: Registry, kind: str, namespace: str, dist: str | None, version: str | None):
         self.registry, self.kind, self.namespace = registry, kind, namespace

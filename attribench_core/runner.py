@@ -695,7 +695,7 @@ def make_executor(registry: Registry, request: RunRequest) -> Executor:
     """The executor `request` names, with its workers, GPUs per worker and options (checked here, before
     anything is prepared)."""
     entry = registry.resolve("executor", request.executor)
-    return entry.load()(
+    return entry.create(
         workers=request.workers, gpus_per_worker=request.gpus_per_worker, **request.executor_options
     )
 
