@@ -93,11 +93,13 @@ def _make(
     size: int = SYNTH_SIZE,
     n: int = SYNTH_N,
     val: int = SYNTH_VAL,
+    **choice: Any,
 ) -> BamDataset:
-    """`choose(arrays, split, meta)` on the build's split (the core's "test" is BAM's val)."""
+    """`choose(arrays, split, meta, **choice)` on the build's split (the core's "test" is BAM's val);
+    `choice` is what a set registered with arguments was given (`scene_k`'s `k`)."""
     folder = data_folder(data_root, seed, size, n, val)
     meta = load_meta(folder)
-    dataset = choose(_arrays(folder, {"test": "val"}.get(split, split)), split, meta)
+    dataset = choose(_arrays(folder, {"test": "val"}.get(split, split)), split, meta, **choice)
     dataset.source = source_of(folder, meta)
     return dataset
 
@@ -149,9 +151,10 @@ def _bamboo_forest(arrays: dict[str, np.ndarray], split: str, _meta: dict[str, A
     return BamDataset(arrays, rows, arrays["scene_only"][rows], arrays["scenes"][rows], SCENES, {}, split)
 
 
-def _scene_k(k: int, arrays: dict[str, np.ndarray], split: str, meta: dict[str, Any]) -> BamDataset:
-    """Model scene<k>'s data: the dog's rows, with the dog in the k scene classes `meta.json` names for k
-    (nested, bedroom first) and the plain scene elsewhere, labelled by scene: one image per scene image."""
+def _scene_k(arrays: dict[str, np.ndarray], split: str, meta: dict[str, Any], *, k: int) -> BamDataset:
+    """Model scene<k>'s data (the set `scene<k>`, registered with `k`): the dog's rows, with the dog in the
+    k scene classes `meta.json` names for k (nested, bedroom first) and the plain scene elsewhere, labelled
+    by scene: one image per scene image."""
     rows = np.flatnonzero(arrays["objects"] == DOG)
     chosen = [SCENES.index(name) for name in meta["scene_k"][str(k)]]
     with_dog = np.isin(arrays["scenes"][rows], chosen)
@@ -164,17 +167,4 @@ scene = partial(_make, _scene)
 scene_only = partial(_make, _scene_only)
 dog_bedroom = partial(_make, _dog_bedroom)
 bamboo_forest = partial(_make, _bamboo_forest)
-
-
-def scene_k(
-    split: str = "test",
-    seed: int = 0,
-    data_root: str = "",
-    size: int = SYNTH_SIZE,
-    n: int = SYNTH_N,
-    val: int = SYNTH_VAL,
-    *,
-    k: int,
-) -> BamDataset:
-    """The `scene<k>` sets (registered with `k`, 1..10): see `_scene_k`."""
-    return _make(partial(_scene_k, k), split, seed, data_root, size, n, val)
+scene_k = partial(_make, _scene_k)  # registered ten times, with k = 1..10
