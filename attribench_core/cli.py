@@ -93,6 +93,8 @@ class AttribenchGroup(click.Group):
 )
 def cli(debug: bool, strict: bool) -> None:
     """Benchmark feature-attribution methods for PyTorch image classifiers."""
+    # --debug and --strict are read where they act: errors (`invoke`) and plugin loading, which happens
+    # before this runs (`_add_plugin_commands`, when the sub-command is looked up).
 
 
 # -- list / plugins -------------------------------------------------------------------------------
