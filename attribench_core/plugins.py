@@ -43,6 +43,8 @@ class Plugins:
     manager: pluggy.PluginManager
     records: dict[str, PluginRecord]
     strict: bool
+    specs: object = hookspecs  # the module declaring the hooks
+    _alone: dict[str, pluggy.PluginManager] = field(default_factory=dict, repr=False)
 
     def fail(self, namespace: str, module: str, exc: BaseException, **dist: Any) -> None:
         """Record a plugin failure: a warning, or an exception in strict mode."""
@@ -56,9 +58,16 @@ class Plugins:
 
     def call(self, namespace: str, hook: str, **kwargs: Any) -> None:
         """Call one plugin's implementation of `hook` through pluggy, which hands it only the arguments it
-        names: a hook spec can gain an argument without breaking plugins written before."""
-        others = [p for name, p in self.manager.list_name_plugin() if name != namespace]
-        self.manager.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
+        names: a hook spec can gain an argument without breaking plugins written before. The call goes
+        through a manager that holds this plugin alone (with the same hook specs), so that one plugin's
+        failure is its own and any object pluggy accepts as a plugin works (`subset_hook_caller` would
+        need hashable plugins)."""
+        if namespace not in self._alone:
+            alone = pluggy.PluginManager(GROUP)
+            alone.add_hookspecs(self.specs)
+            alone.register(self.manager.get_plugin(namespace), name=namespace)
+            self._alone[namespace] = alone
+        getattr(self._alone[namespace].hook, hook)(**kwargs)
 
 
 def _env_strict() -> bool:

@@ -146,7 +146,7 @@ def test_a_hook_spec_can_gain_an_argument_without_breaking_older_plugins():
     manager.add_hookspecs(specs)
     manager.register(Older(), name="older")
     manager.register(Newer(), name="newer")
-    loaded = plugins.Plugins(manager, {}, strict=True)
+    loaded = plugins.Plugins(manager, {}, strict=True, specs=specs)
     loaded.call("older", "register_explainers", register="r", device="cpu")
     assert got == {"older": "r"}  # only the plugin asked for, with only what it names
     loaded.call("newer", "register_explainers", register="r", device="cpu")
