@@ -19,6 +19,7 @@ _GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
         "attribench_core.hookspecs": ("hookimpl",),
         "attribench_core.params": ("Param", "parse_assignments"),
         "attribench_core.errors": ("AttribenchError", "UsageProblem", "ParameterError", "ModelError"),
+        "attribench_core.registry": ("Registry",),
     },
     "datasets": {
         "attribench_core.dataset": ("Sample", "Batch", "Dataset", "ArrayDataset", "Roles"),
@@ -41,6 +42,7 @@ _GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
         "attribench_core.model_sources": ("Logits",),
         "attribench_core.training": ("predict",),
         "attribench_core.weights": ("obtain_model",),
+        "attribench_core.keys": ("training_data",),
     },
     "explainers and metrics": {
         "attribench_core.explainer": ("Explainer",),

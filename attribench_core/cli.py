@@ -57,15 +57,16 @@ class AttribenchGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        self._add_plugin_commands()
+        self._add_plugin_commands(ctx)
         return super().get_command(ctx, name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._add_plugin_commands()
+        self._add_plugin_commands(ctx)
         return super().list_commands(ctx)
 
-    def _add_plugin_commands(self) -> None:
-        loaded = plugins.current()[0]
+    def _add_plugin_commands(self, ctx: click.Context) -> None:
+        """Load the plugins (once; strictly with `--strict`) and add their commands."""
+        loaded = plugins.current(strict=bool(ctx.params.get("strict")))[0]
         if self._plugin_commands_for is not loaded:
             self._plugin_commands_for = loaded
             loaded.manager.hook.register_commands(cli=self)
@@ -94,8 +95,8 @@ class AttribenchGroup(click.Group):
 )
 def cli(debug: bool, strict: bool) -> None:
     """Benchmark feature-attribution methods for PyTorch image classifiers."""
-    if strict:
-        plugins.use(plugins.make_plugins(strict=True))
+    # --debug and --strict are read where they act: errors (`invoke`) and plugin loading, which happens
+    # before this runs (`_add_plugin_commands`, when the sub-command is looked up).
 
 
 # -- list / plugins -------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ def _details(entry: Entry) -> dict[str, Any]:
             options={p.name: p.default for p in target.options},
         )
     elif entry.kind == "model":
-        out["dataset"] = target.dataset
+        out["dataset"] = entry.create().dataset  # of an instance: registered arguments may choose it
     elif entry.kind == "executor":
         out["options"] = {f"--{entry.name}-{p.name.replace('_', '-')}": p.default for p in target.options}
     return out
@@ -404,8 +405,7 @@ def _print_outcome(outcome: Any) -> None:
 
     from attribench_core.result import SMALL_N
 
-    metric = plugins.get_registry().resolve("metric", outcome.metric).load()
-    arrow = "higher is better" if metric.higher_is_better else "lower is better"
+    arrow = "higher is better" if outcome.higher_is_better else "lower is better"
     title = (
         f"{outcome.metric} ({arrow}) on {outcome.provenance['dataset']} / "
         f"{outcome.provenance['model']}, seed {outcome.provenance['seed']}"

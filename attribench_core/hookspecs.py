@@ -1,8 +1,12 @@
 """The plugin contract: seven hooks, each handed a `register` callback (or the CLI group).
 
-A plugin implements any subset with `@hookimpl`. `register(name, target, *, description="", aliases=(),
-**meta)` records a short name (`^[a-z][a-z0-9_]*$`) that the core prefixes with the plugin's namespace
-(`methods.ig`); `target` is a class or a lazy `"module:attr"` string, so listing never imports heavy code.
+A plugin implements any subset with `@hookimpl`; the core calls hooks through pluggy, which passes an
+implementation only the arguments it names (a hook can gain one without breaking older plugins).
+`register(name, target, *, description="", aliases=(), kwargs=None, **meta)` records a short name
+(`^[a-z][a-z0-9_]*$`) that the core prefixes with the plugin's namespace (`methods.ig`); `target` is a
+class or a lazy `"module:attr"` string, so listing never imports heavy code; `kwargs` are bound to the
+target when it is called (`Entry.create`, as `functools.partial`): `register("scene3",
+"attribench_bam.models:SceneKModel", kwargs={"k": 3})`.
 """
 
 from __future__ import annotations

@@ -43,6 +43,8 @@ class Plugins:
     manager: pluggy.PluginManager
     records: dict[str, PluginRecord]
     strict: bool
+    specs: object = hookspecs  # the module declaring the hooks
+    _alone: dict[str, pluggy.PluginManager] = field(default_factory=dict, repr=False)
 
     def fail(self, namespace: str, module: str, exc: BaseException, **dist: Any) -> None:
         """Record a plugin failure: a warning, or an exception in strict mode."""
@@ -53,6 +55,19 @@ class Plugins:
         self.records[namespace] = PluginRecord(namespace, module, error=message, **dist)
         if self.manager.has_plugin(namespace):
             self.manager.unregister(name=namespace)
+
+    def call(self, namespace: str, hook: str, **kwargs: Any) -> None:
+        """Call one plugin's implementation of `hook` through pluggy, which hands it only the arguments it
+        names: a hook spec can gain an argument without breaking plugins written before. The call goes
+        through a manager that holds this plugin alone (with the same hook specs), so that one plugin's
+        failure is its own and any object pluggy accepts as a plugin works (`subset_hook_caller` would
+        need hashable plugins)."""
+        if namespace not in self._alone:
+            alone = pluggy.PluginManager(GROUP)
+            alone.add_hookspecs(self.specs)
+            alone.register(self.manager.get_plugin(namespace), name=namespace)
+            self._alone[namespace] = alone
+        getattr(self._alone[namespace].hook, hook)(**kwargs)
 
 
 def _env_strict() -> bool:
@@ -108,17 +123,18 @@ def make_plugins(
 
 
 def build_registry(plugins: Plugins) -> Registry:
-    """Call every plugin's register hooks with `register` bound to that plugin's namespace."""
+    """Call every plugin's register hooks with `register` bound to that plugin's namespace; a plugin whose
+    hook raises is dropped (a warning, or an error when strict)."""
     registry = Registry()
     for kind in KINDS:
-        hook = getattr(plugins.manager.hook, f"register_{kind}s")
-        for impl in reversed(hook.get_hookimpls()):  # pluggy lists last-registered first
+        hook = f"register_{kind}s"
+        for impl in reversed(getattr(plugins.manager.hook, hook).get_hookimpls()):  # last-registered first
             record = plugins.records[impl.plugin_name]
             if record.error:
                 continue
             register = Register(registry, kind, impl.plugin_name, record.dist, record.version)
             try:
-                impl.function(register=register)
+                plugins.call(impl.plugin_name, hook, register=register)
             except Exception as exc:
                 plugins.fail(impl.plugin_name, record.module, exc, dist=record.dist, version=record.version)
                 registry.drop(impl.plugin_name)
@@ -137,11 +153,12 @@ def _version(dist: str) -> str | None:
 _current: tuple[Plugins, Registry] | None = None
 
 
-def current() -> tuple[Plugins, Registry]:
-    """The process-wide plugins and registry (built on first use; tests swap it with `use`)."""
+def current(*, strict: bool = False) -> tuple[Plugins, Registry]:
+    """The process-wide plugins and registry, built on first use (tests swap them with `use`); `strict`
+    (`attribench --strict`) loads them strictly unless they were."""
     global _current
-    if _current is None:
-        plugins = make_plugins()
+    if _current is None or (strict and not _current[0].strict):
+        plugins = make_plugins(strict=strict or None)
         _current = (plugins, build_registry(plugins))
     return _current
 

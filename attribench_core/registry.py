@@ -1,6 +1,8 @@
 """What plugins registered: entries keyed by qualified name (`namespace.name`), and name resolution.
 
-Targets stay lazy (`"module:attr"` strings) until `Entry.load()`, so listing never imports heavy code.
+Targets stay lazy (`"module:attr"` strings) until `Entry.load()`, so listing never imports heavy code. A
+target may be registered with keyword arguments (`kwargs`), which `Entry.create` binds as
+`functools.partial` would: one class serves several names (`bam.scene1` … `bam.scene10`).
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
@@ -36,6 +38,7 @@ class Entry:
     description: str = ""
     aliases: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # bound to the target by `create`
     origin: str = ""
     dist: str | None = None
     version: str | None = None
@@ -55,6 +58,12 @@ class Entry:
                     f"{self.kind} {self.qualified}: cannot load target '{module_name}:{attr}' ({exc})."
                 ) from exc
         return self.target
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        """The target called with its registered `kwargs` and these arguments (given keywords win, as with
+        `functools.partial`): the model, explainer, metric or executor instance, the dataset, the report
+        sections."""
+        return self.load()(*args, **{**self.kwargs, **kwargs})
 
     def summary(self) -> str:
         """First line of the description."""
@@ -135,10 +144,14 @@ class Registry:
 
 
 class Register:
-    """The `register` callback handed to a plugin's hooks, bound to one kind and the plugin's namespace."""
+    """The `register` callback handed to a plugin's hooks, bound to one kind and the plugin's namespace.
+
+    `registry` is the registry being built: a target that resolves other names when it is created binds
+    it (`kwargs={"registry": register.registry}`); by then every plugin has registered.
+    """
 
     def __init__(self, registry: Registry, kind: str, namespace: str, dist: str | None, version: str | None):
-        self._registry, self.kind, self.namespace = registry, kind, namespace
+        self.registry, self.kind, self.namespace = registry, kind, namespace
         self._dist, self._version = dist, version
 
     def __call__(
@@ -148,12 +161,15 @@ class Register:
         *,
         description: str = "",
         aliases: Iterable[str] = (),
+        kwargs: Mapping[str, Any] | None = None,
         **meta: Any,
     ) -> None:
+        """Register `target` as `namespace.name`; `kwargs` are bound to it (see `Entry.create`), `meta` is
+        shown by `attribench list` (e.g. `category="ground_truth"`, `available=False`)."""
         caller = sys._getframe(1)
         if not description and not isinstance(target, str):
             description = (target.__doc__ or "").strip()
-        self._registry.add(
+        self.registry.add(
             Entry(
                 kind=self.kind,
                 namespace=self.namespace,
@@ -162,6 +178,7 @@ class Register:
                 description=description,
                 aliases=tuple(aliases),
                 meta=meta,
+                kwargs=dict(kwargs or {}),
                 origin=f"{caller.f_code.co_filename}:{caller.f_lineno}",
                 dist=self._dist,
                 version=self._version,

@@ -24,7 +24,7 @@ from attribench_core.dataset import Batch, Dataset
 from attribench_core.errors import AttribenchError, ParameterError, UsageProblem
 from attribench_core.executor import Executor, Failed, LocalExecutor, Work, in_order
 from attribench_core.explainer import Explainer
-from attribench_core.identity import short_hash
+from attribench_core.keys import attribution_key, dataset_key, training_data
 from attribench_core.metric import TARGETS, AttributionRequest, Metric
 from attribench_core.model import Model, model_info
 from attribench_core.model_sources import (
@@ -88,11 +88,14 @@ class ExplainerConfig:
 
     @property
     def resolved(self) -> dict[str, Any]:
-        """All parameter values, defaults included: what the store key hashes."""
-        return resolve_params(self.entry.load().parameters, self.params, owner=self.entry.qualified)
+        """All parameter values, defaults and values bound at registration included: what the store key
+        hashes."""
+        declared = self.entry.load().parameters
+        bound = {k: v for k, v in self.entry.kwargs.items() if k in {p.name for p in declared}}
+        return resolve_params(declared, {**bound, **self.params}, owner=self.entry.qualified)
 
     def build(self) -> Explainer:
-        return self.entry.load()(**self.params)
+        return self.entry.create(**self.params)
 
 
 @dataclass
@@ -164,31 +167,38 @@ class Resources:
         self.default_options = default_options  # the metric's dataset options, for every dataset it uses
         self.dataset_options: dict[str, dict[str, Any]] = {}
         self.weights_model: str | None = None  # the run's model (qualified), which --weights replaces
+        self._entries: dict[tuple[str, str], Entry] = {}
+        self._dataset_keys: dict[tuple[str, str], str] = {}
+
+    def entry(self, kind: str, name: str) -> Entry:
+        """The registered `kind` that `name` names, resolved once per run."""
+        if (kind, name) not in self._entries:
+            self._entries[kind, name] = self.registry.resolve(kind, name)
+        return self._entries[kind, name]
 
     def dataset_key(self, name: str, split: str = "test") -> str:
-        """`name@hash` of what determines the data: options, seed, split and its plugin's version."""
-        identity = {
-            "options": self.options(name),
-            "seed": self.request.seed,
-            "split": split,
-            "version": self.registry.resolve("dataset", name).version,
-        }
-        return f"{name}@{short_hash(identity)}"
+        """`name@hash` of what determines the data of dataset `name` (qualified; see `keys.dataset_key`)."""
+        if (name, split) not in self._dataset_keys:
+            version = self.entry("dataset", name).version
+            key = dataset_key(name, self.options(name), self.request.seed, split, version)
+            self._dataset_keys[name, split] = key
+        return self._dataset_keys[name, split]
 
     def options(self, name: str) -> dict[str, Any]:
         """Options of dataset `name` (qualified): set by its model, else the metric's; with the factory's
         defaults filled in, so that the same data keys the same cache and store entries however a metric
         spells it (`{}` and `{"preset": "default"}` alike)."""
         if name not in self.dataset_options:
-            self.dataset_options[name] = _with_defaults(self.registry, name, self.default_options)
+            self.dataset_options[name] = _with_defaults(self.entry("dataset", name), self.default_options)
         return self.dataset_options[name]
 
     def dataset(self, name: str, split: str = "test") -> Dataset:
-        entry = self.registry.resolve("dataset", name)
+        entry = self.entry("dataset", name)
         if (entry.qualified, split) not in self._datasets:
-            factory = entry.load()
             options = self.options(entry.qualified)
-            self._datasets[entry.qualified, split] = factory(split=split, seed=self.request.seed, **options)
+            self._datasets[entry.qualified, split] = entry.create(
+                split=split, seed=self.request.seed, **options
+            )
         return self._datasets[entry.qualified, split]
 
     def resolve_model(self, spec: str, dataset: str) -> str:
@@ -202,7 +212,7 @@ class Resources:
                     "--normalize applies to your own model (--model file.py:callable, a TorchScript file or "
                     f"hf:DIR); registered model {spec} takes its dataset's images as they are."
                 )
-            name = self.registry.resolve("model", spec).qualified
+            name = self.entry("model", spec).qualified
         else:
             name = source.name
             self._user_models[name] = source, dataset
@@ -214,14 +224,14 @@ class Resources:
         return name in self._user_models
 
     def model(self, name: str) -> LoadedModel:
-        key = name if name in self._user_models else self.registry.resolve("model", name).qualified
+        key = name if name in self._user_models else self.entry("model", name).qualified
         if key not in self._models:
             model, data = self._user_model(key) if key in self._user_models else self._registered_model(key)
             loaded = obtain_model(
                 model,
                 key,
                 lambda split: self.dataset(data, split),
-                data_key={"dataset": data, "options": self.options(data)},
+                data_key=training_data(data, self.options(data)),
                 seed=self.request.seed,
                 device=self.request.device,
                 weights_file=self.request.weights if key == self.weights_model else None,
@@ -236,12 +246,12 @@ class Resources:
 
     def _registered_model(self, name: str) -> tuple[Model, str]:
         """The registered model `name` and its dataset, whose options the model may set."""
-        model = self.registry.resolve("model", name).load()()
-        data = self.registry.resolve("dataset", model.dataset).qualified
-        if data not in self.dataset_options:
+        model = self.entry("model", name).create()
+        data = self.entry("dataset", model.dataset)
+        if data.qualified not in self.dataset_options:
             given = {**self.default_options, **model.dataset_options}
-            self.dataset_options[data] = _with_defaults(self.registry, data, given)
-        return model, data
+            self.dataset_options[data.qualified] = _with_defaults(data, given)
+        return model, data.qualified
 
     def _user_model(self, name: str) -> tuple[Model, str]:
         """The user's model `name` on its dataset, probed with that dataset's first test image."""
@@ -264,13 +274,15 @@ class Resources:
         return checks
 
 
-def _with_defaults(registry: Registry, dataset: str, options: dict[str, Any]) -> dict[str, Any]:
-    """`options` of `dataset` completed with its factory's keyword defaults (besides split and seed)."""
-    parameters = inspect.signature(registry.resolve("dataset", dataset).load()).parameters.values()
+def _with_defaults(dataset: Entry, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` of `dataset` completed with its factory's keyword defaults (besides split, seed and the
+    arguments bound at registration, which its qualified name stands for)."""
+    fixed = {"split", "seed", *dataset.kwargs}
+    parameters = inspect.signature(dataset.load()).parameters.values()
     defaults = {
         p.name: p.default
         for p in parameters
-        if p.default is not p.empty and p.kind is not p.VAR_KEYWORD and p.name not in ("split", "seed")
+        if p.default is not p.empty and p.kind is not p.VAR_KEYWORD and p.name not in fixed
     }
     return {**defaults, **options}
 
@@ -283,12 +295,13 @@ class RunContext:
         resources: Resources,
         store: AttributionStore,
         metric: Metric,
+        metric_entry: Entry,
         dataset: str,
         model: str,
         index: np.ndarray,
         explainers: dict[str, ExplainerConfig],
     ):
-        self.resources, self.store, self.metric = resources, store, metric
+        self.resources, self.store, self.metric, self.metric_entry = resources, store, metric, metric_entry
         self.dataset_name, self.model_name, self.index = dataset, model, index
         self.explainers = explainers
         request = resources.request
@@ -297,6 +310,7 @@ class RunContext:
         self.requests: list[AttributionRequest] = []  # the metric's, asked once by `prepare`
         self.executor: Executor = LocalExecutor()  # `run` sets the requested one
         self._explainers: dict[tuple[str, str, str], Explainer] = {}  # built once per (label, data, model)
+        self._group_keys: dict[tuple[str, str, str, str], GroupKey] = {}
 
     @property
     def request(self) -> RunRequest:
@@ -332,15 +346,22 @@ class RunContext:
         return np.random.default_rng(derive_seed(self.seed, "metric", purpose))
 
     def group_key(self, dataset: str, model: str, explainer: ExplainerConfig, target: str) -> GroupKey:
-        loaded = self.resources.model(model)
-        # the plugin's version is part of the key: a fixed or changed method is recomputed, never mixed in
-        identity = {"params": explainer.resolved, "target": target, "version": explainer.entry.version}
-        if loaded.name == self.resources.weights_model and self.resources.request.cam_layer:
-            identity["cam_layer"] = self.resources.request.cam_layer  # it changes CAM methods' maps
-        params_hash = short_hash(identity)
-        return GroupKey(
-            self.resources.dataset_key(dataset), loaded.key, f"{explainer.entry.qualified}@{params_hash}"
-        )
+        """Where `explainer`'s attributions of `dataset` on `model` are stored (`keys.attribution_key`),
+        computed once per run."""
+        asked = (dataset, model, explainer.label, target)
+        if asked not in self._group_keys:
+            loaded = self.resources.model(model)
+            given = self.request.cam_layer if loaded.name == self.resources.weights_model else None
+            self._group_keys[asked] = attribution_key(
+                self.resources.dataset_key(dataset),
+                loaded.key,
+                explainer.entry.qualified,
+                explainer.resolved,
+                target,
+                explainer.entry.version,
+                given,
+            )
+        return self._group_keys[asked]
 
     def attribution_batches(
         self, explainer: str, *, dataset: str | None = None, model: str | None = None, index: Any = None
@@ -395,12 +416,12 @@ def sample_index(size: int, num_imgs: int | None, seed: int) -> np.ndarray:
 def prepare(
     registry: Registry, request: RunRequest, progress: Progress = no_progress, *, train: bool = True
 ) -> RunContext:
-    """Resolve names, build the metric, load data and models, and choose the evaluated images. `train=False`
-    (a worker): models only from the cache, where the driver's `prepare` put them."""
+    """Resolve names (each once: the context keeps the entries), build the metric, load data and models,
+    and choose the evaluated images. `train=False` (a worker): models only from the cache, where the
+    driver's `prepare` put them."""
     metric_entry = registry.resolve("metric", request.metric)
-    metric_cls = metric_entry.load()
-    resolve_params(metric_cls.options, request.options, owner=metric_entry.qualified, noun="option")
-    metric: Metric = metric_cls(**request.options)
+    resolve_params(metric_entry.load().options, request.options, owner=metric_entry.qualified, noun="option")
+    metric: Metric = metric_entry.create(**request.options)
     if metric.target not in TARGETS:
         raise UsageProblem(
             f"Metric {metric_entry.qualified} declares target '{metric.target}'; use one of {TARGETS}."
@@ -421,11 +442,11 @@ def prepare(
     dataset = (
         IMAGE_FOLDER
         if image_folder
-        else registry.resolve("dataset", request.dataset or metric.dataset).qualified
+        else resources.entry("dataset", request.dataset or metric.dataset).qualified
     )
     model = resources.resolve_model(request.model or metric.model, dataset)
     if image_folder:
-        _use_image_folder(registry, request, resources, model)  # checked before any training
+        _use_image_folder(request, resources, model)  # checked before any training
     else:
         resources.model(model)  # first: a model may set its dataset's options
     data = resources.dataset(dataset)
@@ -442,6 +463,7 @@ def prepare(
         resources,
         AttributionStore(request.store, compression=request.compression),
         metric,
+        metric_entry,
         dataset,
         model,
         index,
@@ -453,7 +475,7 @@ def prepare(
     return ctx
 
 
-def _use_image_folder(registry: Registry, request: RunRequest, resources: Resources, model: str) -> None:
+def _use_image_folder(request: RunRequest, resources: Resources, model: str) -> None:
     """`--images DIR [--annotations PATH] [--size N]`: the run's data becomes core.images with these
     options, resolved (and the folder fingerprinted) once; the model must be one made for it."""
     from attribench_core.builtin.images import DEFAULT_SIZE, dataset_options
@@ -462,10 +484,10 @@ def _use_image_folder(registry: Registry, request: RunRequest, resources: Resour
         raise UsageProblem(
             "--annotations and --size describe an image folder; give the folder with --images DIR."
         )
-    if request.dataset and registry.resolve("dataset", request.dataset).qualified != IMAGE_FOLDER:
+    if request.dataset and resources.entry("dataset", request.dataset).qualified != IMAGE_FOLDER:
         raise UsageProblem(f"--images DIR replaces the dataset; drop --dataset {request.dataset}.")
     if not resources.is_user_model(model):
-        made_for = registry.resolve("dataset", registry.resolve("model", model).load().dataset).qualified
+        made_for = resources.entry("dataset", resources.entry("model", model).create().dataset).qualified
         if made_for != IMAGE_FOLDER:
             raise UsageProblem(
                 f"--images needs a model for your images, but {model} is made for {made_for}; pass yours "
@@ -474,7 +496,9 @@ def _use_image_folder(registry: Registry, request: RunRequest, resources: Resour
     options = dataset_options(
         str(request.images), str(request.annotations or ""), request.size or DEFAULT_SIZE
     )
-    resources.dataset_options[IMAGE_FOLDER] = _with_defaults(registry, IMAGE_FOLDER, options)
+    resources.dataset_options[IMAGE_FOLDER] = _with_defaults(
+        resources.entry("dataset", IMAGE_FOLDER), options
+    )
 
 
 def versions(entries: list[Entry]) -> dict[str, str]:
@@ -675,7 +699,7 @@ def make_executor(registry: Registry, request: RunRequest) -> Executor:
     """The executor `request` names, with its workers, GPUs per worker and options (checked here, before
     anything is prepared)."""
     entry = registry.resolve("executor", request.executor)
-    return entry.load()(
+    return entry.create(
         workers=request.workers, gpus_per_worker=request.gpus_per_worker, **request.executor_options
     )
 
@@ -689,7 +713,7 @@ def _run(registry: Registry, request: RunRequest, executor: Executor, progress: 
     if len(execution.failures) == len(ctx.explainers):
         label, reason = next(iter(execution.failures.items()))
         raise AttribenchError(f"Every explainer failed; {label}: {reason}")
-    metric_entry = registry.resolve("metric", request.metric)
+    metric_entry = ctx.metric_entry
     advance = progress(f"metric {metric_entry.qualified}", len(ctx.explainers))
     results = {}
     for label in ctx.explainers:

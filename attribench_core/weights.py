@@ -23,11 +23,11 @@ import torch
 from attribench_core.cache import atomic_path, building, home
 from attribench_core.dataset import Dataset
 from attribench_core.errors import ModelError, UsageProblem
-from attribench_core.identity import short_hash
+from attribench_core.keys import model_key, weights_key
 from attribench_core.model import Model, ModelInfo, Verification, attach_info
 from attribench_core.progress import Progress, no_progress
 from attribench_core.seeding import derive_seed
-from attribench_core.training import TRAINING_THREADS, fixed_threads
+from attribench_core.training import fixed_threads
 
 
 @dataclass
@@ -40,7 +40,7 @@ class LoadedModel:
 
     @property
     def key(self) -> str:
-        return f"{self.name}@{self.weights_hash[:10]}"
+        return model_key(self.name, self.weights_hash)
 
 
 def weights_hash(module: torch.nn.Module) -> str:
@@ -77,8 +77,9 @@ def obtain_model(
     train: bool = True,
     progress: Progress = no_progress,
 ) -> LoadedModel:
-    """Build `model` and give it weights; `datasets(split)` returns its train/test data. `train=False` (a
-    worker of a distributed executor): trained weights only from the cache, never trained here."""
+    """Build `model` and give it weights; `datasets(split)` returns its train/test data, which `data_key`
+    identifies (`keys.training_data`). `train=False` (a worker of a distributed executor): trained weights
+    only from the cache, never trained here."""
     test_set = datasets("test")
     shape = test_set.num_classes, test_set.image_shape
     if weights_file is not None:
@@ -125,18 +126,7 @@ def _from_cache_or_training(
     progress: Progress,
 ) -> LoadedModel:
     assert model.recipe is not None
-    key = short_hash(
-        {
-            "model": name,
-            "architecture": repr(module),
-            "recipe": dataclasses.asdict(model.recipe),
-            "data": data_key,
-            "seed": seed,
-            "torch": ".".join(torch.__version__.split(".")[:2]),
-            "training_threads": TRAINING_THREADS,
-        },
-        16,
-    )
+    key = weights_key(name, module, model.recipe, data_key, seed)
     folder = home() / "models" / name
     weights, record = folder / f"{key}.pt", folder / f"{key}.json"
     cached = None if retrain else _cached(module, name, weights, record)

@@ -97,7 +97,7 @@ def main() -> None:
         if (args.only and entry.name not in args.only) or not entry.meta.get("available", True):
             continue
         params = overrides.get(entry.name, {})
-        explainer = entry.load()(**params)
+        explainer = entry.create(**params)
 
         def ours(explainer=explainer) -> None:
             generator = torch.Generator().manual_seed(0)

@@ -21,7 +21,7 @@ import time
 
 import torch
 from attribench_smerf.datasets import make_textbox
-from attribench_smerf.models import smerf_model
+from attribench_smerf.models import SmerfModel
 from attribench_smerf.settings import SETTINGS
 
 from attribench_core.cache import home
@@ -54,7 +54,7 @@ def train_with_cli(setting: str, preset: str, device: str) -> dict:
 
 def one_epoch(setting: str, preset: str, device: str) -> float:
     train, test = make_textbox("train", 0, setting, preset), make_textbox("test", 0, setting, preset)
-    model = smerf_model(setting, epochs=1, gate=1.01)  # the gate never stops it early: exactly one epoch
+    model = SmerfModel(setting, epochs=1, gate=1.01)  # the gate never stops it early: exactly one epoch
     module = model.build(2, train.image_shape)
     started = time.perf_counter()
     model.fit(module, train, seed=0, validation=test, device=device)

@@ -1,14 +1,19 @@
 """Loading policy: broken plugins warn and are recorded, strict mode fails, env vars block, typos fail."""
 
 import json
+import types
 from pathlib import Path
 
+import pluggy
 import pytest
+from click.testing import CliRunner
 from pluggy import PluginValidationError
 from subprocess_cli import fake_install, run_attribench
 
 from attribench_core import hookimpl, plugins
+from attribench_core.cli import cli
 from attribench_core.errors import PluginError
+from attribench_core.hookspecs import hookspec
 from attribench_core.testing import plugin_registry
 
 
@@ -104,3 +109,64 @@ def test_an_installed_third_party_plugin_is_listed_and_runs(tmp_path):
     )
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["results"][0]["explainer"] == "example.gradient_magnitude"
+
+
+def test_hooks_are_called_through_pluggy_so_an_implementation_may_name_fewer_arguments():
+    called = []
+
+    class NoArguments:
+        @hookimpl
+        def register_reports(self):
+            called.append("register_reports")
+
+    plugin_registry({"quiet": NoArguments()})
+    assert called == ["register_reports"]
+
+
+def test_a_hook_spec_can_gain_an_argument_without_breaking_older_plugins():
+    @hookspec
+    def register_explainers(register, device):
+        """A later version of the hook, with one more argument."""
+
+    specs = types.ModuleType("later_specs")
+    specs.register_explainers = register_explainers
+    got = {}
+
+    class Older:
+        @hookimpl
+        def register_explainers(self, register):
+            got["older"] = register
+
+    class Newer:
+        @hookimpl
+        def register_explainers(self, register, device):
+            got["newer"] = (register, device)
+
+    manager = pluggy.PluginManager(plugins.GROUP)
+    manager.add_hookspecs(specs)
+    manager.register(Older(), name="older")
+    manager.register(Newer(), name="newer")
+    loaded = plugins.Plugins(manager, {}, strict=True, specs=specs)
+    loaded.call("older", "register_explainers", register="r", device="cpu")
+    assert got == {"older": "r"}  # only the plugin asked for, with only what it names
+    loaded.call("newer", "register_explainers", register="r", device="cpu")
+    assert got == {"older": "r", "newer": ("r", "cpu")}
+
+
+def test_strict_loads_the_plugins_once(monkeypatch):
+    made = []
+    make = plugins.make_plugins
+
+    def counted(**kwargs):
+        made.append(kwargs)
+        return make(**kwargs)
+
+    monkeypatch.setattr(plugins, "make_plugins", counted)
+    plugins.use(None)
+    try:
+        result = CliRunner().invoke(cli, ["--strict", "list", "metrics", "--json"])
+    finally:
+        plugins.use(None)
+    assert result.exit_code == 0, result.output
+    assert made == [{"strict": True}]
+    assert "core.relevance_mass" in {row["name"] for row in json.loads(result.stdout)}

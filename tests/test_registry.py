@@ -1,7 +1,10 @@
+import sys
+
 import pytest
 
 from attribench_core import hookimpl
 from attribench_core.errors import AmbiguousNameError, PluginError, UnknownNameError
+from attribench_core.runner import parse_explainer
 from attribench_core.testing import plugin_registry
 
 
@@ -87,3 +90,41 @@ def test_broken_lazy_target_names_the_entry():
         PluginError, match=r"explainer x.nope: cannot load target 'abfixture.explainers:DoesNotExist'"
     ):
         entry.load()
+
+
+def test_a_target_registered_with_arguments_is_created_with_them(tmp_path, monkeypatch):
+    (tmp_path / "kwtarget.py").write_text(
+        "def make(split='test', seed=0, *, size):\n    return split, seed, size\n"
+    )
+    monkeypatch.syspath_prepend(tmp_path)
+
+    class Sized:
+        @hookimpl
+        def register_datasets(self, register):
+            register("small", "kwtarget:make", kwargs={"size": 3}, category="tiny")
+            register("big", "kwtarget:make", kwargs={"size": 9})
+
+    registry = plugin_registry({"a": Sized()})
+    small, big = registry.resolve("dataset", "small"), registry.resolve("dataset", "big")
+    assert "kwtarget" not in sys.modules  # registering with arguments imports nothing
+    assert (small.kwargs, small.meta) == ({"size": 3}, {"category": "tiny"})
+    assert small.create("train", 1) == ("train", 1, 3)
+    assert big.create() == ("test", 0, 9)
+    assert small.create(size=5) == ("test", 0, 5)  # given keywords win, as with functools.partial
+    assert small.load() is big.load()  # one target, two names
+
+
+def test_an_explainers_bound_parameter_counts_as_given():
+    class Slow:
+        @hookimpl
+        def register_explainers(self, register):
+            register("slow_grad", "abfixture.explainers:Gradient", kwargs={"delay": 0.5})
+
+    registry = plugin_registry({"a": Slow()})
+    config = parse_explainer(registry, "slow_grad")
+    assert (config.label, config.resolved, config.build().params) == (
+        "a.slow_grad",
+        {"delay": 0.5},
+        {"delay": 0.5},
+    )
+    assert parse_explainer(registry, "slow_grad:delay=0").resolved == {"delay": 0.0}

@@ -46,7 +46,7 @@ def guarded(title: str, build: Builder, report: ReportInput) -> tuple[list[Secti
 def plugin_builders(registry: Registry) -> list[tuple[str, Builder]]:
     """Every registered report function, loaded on call (a failing import is a note like any failure)."""
     return [
-        (f"Report section {entry.qualified}", lambda report, entry=entry: entry.load()(report))
+        (f"Report section {entry.qualified}", lambda report, entry=entry: entry.create(report))
         for entry in registry.entries("report")
     ]
 

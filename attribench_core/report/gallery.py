@@ -59,8 +59,8 @@ def rebuilt_inputs(
 ) -> tuple[Inputs | None, str]:
     """The samples at `index` of the group's dataset rebuilt from its provenance, or None and why not."""
     try:
-        factory = report.registry.resolve("dataset", attrs["dataset"]).load()
-        dataset = factory(split="test", seed=attrs["seed"], **(attrs.get("dataset_options") or {}))
+        entry = report.registry.resolve("dataset", attrs["dataset"])
+        dataset = entry.create(split="test", seed=attrs["seed"], **(attrs.get("dataset_options") or {}))
         batch = dataset.batch(index)
         inputs = Inputs(
             batch.images.numpy(),

@@ -213,8 +213,8 @@ def test_bam_build_command_output_runs_bam_mcs(sources, tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(models, "ABOVE_CHANCE", 1.0)
     monkeypatch.setattr(models, "MAX_SCENE_DROP", 1.0)
-    for name in ("obj", "scene"):
-        monkeypatch.setattr(getattr(models, name), "recipe", models.Recipe(epochs=1, min_accuracy=0.0))
+    for cls in (models.ObjModel, models.SceneModel):
+        monkeypatch.setattr(cls, "recipe", models.Recipe(epochs=1, min_accuracy=0.0))
     coco_root, annotation_file, miniplaces_root = sources
     with using_plugins(entrypoints=True):
         args = ["bam", "build", "--coco-root", str(coco_root), "--coco-annotations", str(annotation_file)]

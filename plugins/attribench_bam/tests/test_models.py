@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attribench_bam.plugin
 import numpy as np
 import pytest
 import torch
@@ -9,6 +10,7 @@ from attribench_bam import models
 from torch import nn
 
 from attribench_core.dataset import ArrayDataset
+from attribench_core.testing import plugin_registry
 
 
 def test_bam_cnn_gives_logits_for_any_size_and_names_its_cam_layer():
@@ -21,17 +23,19 @@ def test_bam_cnn_gives_logits_for_any_size_and_names_its_cam_layer():
 
 
 def test_registered_models_train_on_their_own_sets():
-    assert (models.obj.dataset, models.scene.dataset, models.scene_only.dataset) == (
-        "bam.obj",
-        "bam.scene",
-        "bam.scene_only",
-    )
-    assert models.scene7.dataset == "bam.scene7" and models.scene7().recipe == models.SCENE_K
-    assert (models.obj.ground_truth, models.scene.ground_truth, models.scene_only.ground_truth) == (
-        "object",
-        "scene",
-        None,
-    )
+    registry = plugin_registry({"bam": attribench_bam.plugin})
+    made = {
+        name: registry.resolve("model", f"bam.{name}").create() for name in ("obj", "scene", "scene_only")
+    }
+    assert {name: model.dataset for name, model in made.items()} == {
+        "obj": "bam.obj",
+        "scene": "bam.scene",
+        "scene_only": "bam.scene_only",
+    }
+    scene7 = registry.resolve("model", "bam.scene7").create()
+    assert type(scene7) is models.SceneKModel and scene7.dataset == "bam.scene7"
+    assert scene7.recipe == models.SCENE_K
+    assert [made[name].ground_truth for name in ("obj", "scene", "scene_only")] == ["object", "scene", None]
 
 
 class ReadsChannel(nn.Module):
@@ -71,10 +75,10 @@ def _data() -> WithSceneOnly:
 @pytest.mark.parametrize(
     ("model", "channel", "labels", "passed", "message"),
     [
-        (models.obj, 0, [1, 1, 0, 0], True, "accuracy_without_object 0.500"),
-        (models.obj, 1, [1, 0, 1, 0], False, "does not rely on the object"),
-        (models.scene, 1, [1, 0, 1, 0], True, "accuracy_without_object 1.000"),
-        (models.scene, 0, [1, 1, 0, 0], False, "relies on the object"),
+        (models.ObjModel, 0, [1, 1, 0, 0], True, "accuracy_without_object 0.500"),
+        (models.ObjModel, 1, [1, 0, 1, 0], False, "does not rely on the object"),
+        (models.SceneModel, 1, [1, 0, 1, 0], True, "accuracy_without_object 1.000"),
+        (models.SceneModel, 0, [1, 1, 0, 0], False, "relies on the object"),
     ],
 )
 def test_verify_checks_accuracy_and_what_the_model_relies_on(model, channel, labels, passed, message):

@@ -31,8 +31,8 @@ def tiny_bam(tmp_path_factory):
     patch.setattr(models, "ABOVE_CHANCE", 1.0)
     patch.setattr(models, "MAX_SCENE_DROP", 1.0)
     quick = Recipe(epochs=1, batch_size=32, min_accuracy=0.0)
-    for name in ("obj", "scene", "scene_only", *models.SCENE_K_MODELS):
-        patch.setattr(getattr(models, name), "recipe", quick)
+    for cls in (models.ObjModel, models.SceneModel, models.SceneOnlyModel, models.SceneKModel):
+        patch.setattr(cls, "recipe", quick)
     with using_plugins(entrypoints=True):
         yield
     patch.undo()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import attribench_smerf.models as models
+import attribench_smerf.plugin
 import numpy as np
 import pytest
 import torch
@@ -12,9 +13,8 @@ from attribench_smerf.models import (
     bucket_accuracy,
     gate_verification,
     holdout_split,
-    model_class,
+    model_name,
     pgd_attack,
-    smerf_model,
     textbox_cnn,
     vgg_net,
 )
@@ -23,6 +23,7 @@ from torch import nn
 from attribench_core.dataset import ArrayDataset
 from attribench_core.errors import ModelError
 from attribench_core.model import last_conv_layer
+from attribench_core.testing import plugin_registry
 from attribench_core.weights import obtain_model
 
 
@@ -127,7 +128,7 @@ def test_vgg_variant_is_a_small_vgg():
 @pytest.mark.parametrize("setting", ["simple_fr", "complex_cr1"])
 @pytest.mark.parametrize("variant", ["cnn", "pgd", "vgg"])
 def test_networks_return_logits_through_separate_relus_and_name_their_cam_layer(setting, variant):
-    model = smerf_model(setting, variant)
+    model = SmerfModel(setting, variant)
     net = model.build(2, (3, 64, 64))
     out = net(torch.rand(5, 3, 64, 64))
     assert out.shape == (5, 2)
@@ -141,10 +142,10 @@ def test_networks_return_logits_through_separate_relus_and_name_their_cam_layer(
 
 
 def test_architecture_follows_the_setting_family():
-    assert smerf_model("simple_nr").arch == "simple"
-    assert smerf_model("complex_fr").arch == "complex"
-    assert smerf_model("complex_cr3", "pgd").arch == "complex"
-    assert smerf_model("simple_fr", "vgg").arch == "vgg"
+    assert SmerfModel("simple_nr").arch == "simple"
+    assert SmerfModel("complex_fr").arch == "complex"
+    assert SmerfModel("complex_cr3", "pgd").arch == "complex"
+    assert SmerfModel("simple_fr", "vgg").arch == "vgg"
     with pytest.raises(ValueError, match="unknown SMERF setting"):
         SmerfModel("simple_xx")
     with pytest.raises(ValueError, match="variant"):
@@ -156,30 +157,28 @@ def test_architecture_follows_the_setting_family():
 
 def test_recipe_and_gates_follow_the_paper():
     simple, complex_, robust = (
-        smerf_model("simple_fr"),
-        smerf_model("complex_cr2"),
-        smerf_model("simple_nr", "pgd"),
+        SmerfModel("simple_fr"),
+        SmerfModel("complex_cr2"),
+        SmerfModel("simple_nr", "pgd"),
     )
     assert (simple.recipe.lr, simple.recipe.batch_size, simple.recipe.epochs) == (1e-4, 128, 10)
     assert simple.recipe.max_attempts == 3
-    assert (complex_.recipe.lr, smerf_model("complex_fr").recipe.lr) == (1e-3, 1e-4)  # CR: see learning_rate
+    assert (complex_.recipe.lr, SmerfModel("complex_fr").recipe.lr) == (1e-3, 1e-4)  # CR: see learning_rate
     assert (simple.gate, complex_.gate, robust.gate) == (0.98, 0.95, 0.95)
-    assert smerf_model("complex_fr", "pgd").gate == 0.90
-    assert smerf_model("simple_fr", gate=0.9).gate == 0.9
+    assert SmerfModel("complex_fr", "pgd").gate == 0.90
+    assert SmerfModel("simple_fr", gate=0.9).gate == 0.9
     assert robust.recipe.extra["pgd"]["eps"] == 8 / 255 and "pgd" not in simple.recipe.extra
-    assert simple.recipe != smerf_model("simple_fr", "vgg").recipe  # the variant enters the cache key
+    assert simple.recipe != SmerfModel("simple_fr", "vgg").recipe  # the variant enters the cache key
 
 
-def test_model_classes_are_lazy_targets_constructible_without_arguments():
-    cls = models.complex_cr4_pgd
-    assert cls is model_class("complex_cr4", "pgd") and issubclass(cls, SmerfModel)
-    assert cls.dataset == "smerf.complex_cr4"  # what `attribench list -v` reads from the target
-    model = cls()
+def test_every_registered_model_is_a_smerf_model_bound_to_its_setting_and_variant():
+    registry = plugin_registry({"smerf": attribench_smerf.plugin})
+    entries = registry.entries("model", plugin="smerf")
+    assert len(entries) == 21 and {e.target for e in entries} == {"attribench_smerf.models:SmerfModel"}
+    model = registry.resolve("model", "smerf.complex_cr4_pgd").create()
     assert (model.setting, model.variant, model.dataset) == ("complex_cr4", "pgd", "smerf.complex_cr4")
-    assert models.simple_fr().variant == "cnn" and models.simple_fr_vgg().variant == "vgg"
-    assert len(models.MODEL_NAMES) == 21 and "simple_nr_pgd" in dir(models)
-    with pytest.raises(AttributeError):
-        _ = models.simple_fr_resnet
+    made = {e.name: e.create() for e in entries}
+    assert all(model_name(m.setting, m.variant) == name for name, m in made.items())
 
 
 # -- per-bucket gate --------------------------------------------------------------------------------------
@@ -206,17 +205,17 @@ def test_bucket_table_counts_hand_made_predictions():
 
 def test_verify_names_every_bucket_below_the_gate():
     data = hand_made({4: [True] * 10, 7: [True] * 9 + [False], 9: [False, True]})
-    verification = smerf_model("complex_fr").verify(PixelModel(), data)
+    verification = SmerfModel("complex_fr").verify(PixelModel(), data)
     assert not verification.passed
     assert verification.message == "bucket 7 accuracy 0.900 < gate 0.95; bucket 9 accuracy 0.500 < gate 0.95"
     assert [r["bucket"] for r in verification.table] == [4, 7, 9]
-    assert smerf_model("complex_fr", gate=0.5).verify(PixelModel(), data).passed
+    assert SmerfModel("complex_fr", gate=0.5).verify(PixelModel(), data).passed
 
 
 def test_the_runner_refuses_an_ungated_model_and_names_the_bucket(tmp_path, monkeypatch):
     monkeypatch.setenv("ATTRIBENCH_HOME", str(tmp_path))
     data = hand_made({1: [True] * 4, 2: [True, False]})
-    model = smerf_model("simple_fr", epochs=1, max_attempts=2)
+    model = SmerfModel("simple_fr", epochs=1, max_attempts=2)
     monkeypatch.setattr(model, "build", lambda num_classes, shape: PixelModel())
     monkeypatch.setattr(model, "fit", lambda module, train_set, **context: None)
     with pytest.raises(ModelError, match=r"after 2 attempt\(s\): bucket 2 accuracy 0.500 < gate 0.98"):
@@ -234,7 +233,7 @@ def test_holdout_takes_a_share_of_every_bucket():
 
 
 def test_validation_comes_from_the_argument_the_train_set_or_a_holdout():
-    model, train, val = smerf_model("simple_fr"), squares(40, 0), squares(10, 1)
+    model, train, val = SmerfModel("simple_fr"), squares(40, 0), squares(10, 1)
     assert model.validation_data(train, val, seed=0).dataset is val
     train.validation = lambda: val
     chosen = model.validation_data(train, None, seed=0)
@@ -249,7 +248,7 @@ def verdict(passed: bool):
 
 
 def test_fit_stops_at_the_first_epoch_whose_check_passes(monkeypatch):
-    model, train = smerf_model("simple_fr", epochs=10, batch_size=32), squares(64, 0)
+    model, train = SmerfModel("simple_fr", epochs=10, batch_size=32), squares(64, 0)
     epochs, verdicts = [], iter([False, False, True])
     monkeypatch.setattr(models, "_train_epoch", lambda *args: epochs.append(1))
     monkeypatch.setattr(SmerfModel, "check", lambda self, *args, **kwargs: verdict(next(verdicts)))
@@ -261,7 +260,7 @@ def test_fit_stops_at_the_first_epoch_whose_check_passes(monkeypatch):
 
 
 def test_training_reaches_the_gate_and_stops_early(monkeypatch):
-    model = smerf_model("simple_fr", gate=0.95, epochs=30, lr=3e-3, batch_size=16)
+    model = SmerfModel("simple_fr", gate=0.95, epochs=30, lr=3e-3, batch_size=16)
     train, val = squares(160, 0), squares(64, 1)
     epochs, train_epoch = [], models._train_epoch
     monkeypatch.setattr(models, "_train_epoch", lambda *args: (epochs.append(1), train_epoch(*args)))
@@ -273,7 +272,7 @@ def test_training_reaches_the_gate_and_stops_early(monkeypatch):
 
 
 def test_an_interrupted_fit_resumes_to_the_same_weights(tmp_path):
-    model = smerf_model("simple_fr", gate=1.01, epochs=3, lr=1e-3, batch_size=32)  # the gate never holds
+    model = SmerfModel("simple_fr", gate=1.01, epochs=3, lr=1e-3, batch_size=32)  # the gate never holds
     train, val = squares(64, 0), squares(16, 1)
 
     def fresh():
@@ -337,7 +336,7 @@ def test_pgd_stays_in_the_eps_ball_and_the_image_range():
 
 def test_robust_training_fine_tunes_on_pgd_examples(monkeypatch):
     pgd = PGD(steps=2, epochs=1, mix=0.5)
-    model = smerf_model("simple_fr", "pgd", pgd=pgd, epochs=1, batch_size=32)
+    model = SmerfModel("simple_fr", "pgd", pgd=pgd, epochs=1, batch_size=32)
     train, val = squares(64, 0), squares(16, 1)
     attacked = []
     original = pgd_attack

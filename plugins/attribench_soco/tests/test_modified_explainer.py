@@ -12,13 +12,9 @@ from attribench_soco.modify import modify
 
 from attribench_core.errors import ParameterError, UnknownNameError
 from attribench_core.runner import parse_explainer
-from attribench_core.testing import check_explainer, tiny_model, using_plugins
+from attribench_core.testing import check_explainer, plugin_registry, tiny_model
 
-
-@pytest.fixture(autouse=True)
-def _plugins():
-    with using_plugins({"methods": attribench_methods.plugin, "soco": attribench_soco.plugin}) as registry:
-        yield registry
+REGISTRY = plugin_registry({"methods": attribench_methods.plugin, "soco": attribench_soco.plugin})
 
 
 def _batch() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
@@ -27,13 +23,13 @@ def _batch() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize(("mode", "scheme"), [("remove", "random"), ("introduce", "partial")])
-def test_output_is_the_modified_saliency_of_the_base_attributions(_plugins, mode, scheme):
+def test_output_is_the_modified_saliency_of_the_base_attributions(mode, scheme):
     model, inputs, targets = _batch()
-    out = Modified(base="gradient", mode=mode, scheme=scheme)(
+    out = Modified(registry=REGISTRY, base="gradient", mode=mode, scheme=scheme)(
         model, inputs, targets, generator=torch.Generator().manual_seed(7)
     )
     generator = torch.Generator().manual_seed(7)
-    base = _plugins.resolve("explainer", "gradient").load()()
+    base = REGISTRY.resolve("explainer", "gradient").load()()
     expected = modify(saliency(base(model, inputs, targets, generator=generator)), mode, scheme, generator)
     assert out.shape == (2, 1, 8, 8)
     torch.testing.assert_close(out, expected.unsqueeze(1))
@@ -41,27 +37,29 @@ def test_output_is_the_modified_saliency_of_the_base_attributions(_plugins, mode
 
 @pytest.mark.parametrize("base", ["methods.ig:steps=4", "gradcam"])
 def test_the_explainer_contract_holds_for_gradient_and_cam_bases(base):
-    out = check_explainer(Modified(base=base, mode="introduce", scheme="random"), size=8)
+    out = check_explainer(Modified(registry=REGISTRY, base=base, mode="introduce", scheme="random"), size=8)
     assert out.min() >= 0 and out.max() <= 1
 
 
-def test_a_stochastic_reference_using_base_gets_the_run_generator_and_references(_plugins):
+def test_a_stochastic_reference_using_base_gets_the_run_generator_and_references():
     model, inputs, targets = _batch()
     references = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(2))
 
     def run(seed: int) -> torch.Tensor:
-        explainer = Modified(base="gradient_shap:samples=4,background_size=4", scheme="partial")
+        explainer = Modified(
+            registry=REGISTRY, base="gradient_shap:samples=4,background_size=4", scheme="partial"
+        )
         generator = torch.Generator().manual_seed(seed)
         return explainer(model, inputs, targets, generator=generator, references=lambda n: references[:n])
 
     assert torch.equal(run(0), run(0))
     assert not torch.equal(run(0), run(1))
     with pytest.raises(ValueError, match="needs reference images"):
-        Modified(base="gradient_shap")(model, inputs, targets)
+        Modified(registry=REGISTRY, base="gradient_shap")(model, inputs, targets)
 
 
-def test_the_command_line_form_resolves_and_builds(_plugins):
-    config = parse_explainer(_plugins, "soco.modified:base=gradient,mode=introduce,scheme=partial")
+def test_the_command_line_form_resolves_and_builds():
+    config = parse_explainer(REGISTRY, "soco.modified:base=gradient,mode=introduce,scheme=partial")
     explainer = config.build()
     assert explainer.params == {"base": "gradient", "mode": "introduce", "scheme": "partial"}
     assert type(explainer.base).__name__ == "Gradient"
@@ -86,6 +84,6 @@ def test_the_command_line_form_resolves_and_builds(_plugins):
 )
 def test_bad_parameters_are_one_line_errors(params, error, message):
     with pytest.raises(error) as info:
-        Modified(**params)
+        Modified(registry=REGISTRY, **params)
     assert str(info.value).startswith(message)
     assert "\n" not in str(info.value)

@@ -22,8 +22,6 @@ from attribench_core import ArrayDataset, Roles
 from .build import SYNTH_N, SYNTH_SIZE, SYNTH_VAL, build_synth, load_meta, load_split
 from .classes import BAMBOO_FOREST, BEDROOM, DOG, OBJECTS, SCENES
 
-SCENE_K = range(1, len(SCENES) + 1)
-
 
 def data_folder(data_root: str | Path, seed: int, size: int, n: int, val: int) -> Path:
     """The built folder to read: `data_root` if given (checked), else the cached bam-synth build."""
@@ -95,11 +93,13 @@ def _make(
     size: int = SYNTH_SIZE,
     n: int = SYNTH_N,
     val: int = SYNTH_VAL,
+    **choice: Any,
 ) -> BamDataset:
-    """`choose(arrays, split, meta)` on the build's split (the core's "test" is BAM's val)."""
+    """`choose(arrays, split, meta, **choice)` on the build's split (the core's "test" is BAM's val);
+    `choice` is what a set registered with arguments was given (`scene_k`'s `k`)."""
     folder = data_folder(data_root, seed, size, n, val)
     meta = load_meta(folder)
-    dataset = choose(_arrays(folder, {"test": "val"}.get(split, split)), split, meta)
+    dataset = choose(_arrays(folder, {"test": "val"}.get(split, split)), split, meta, **choice)
     dataset.source = source_of(folder, meta)
     return dataset
 
@@ -151,9 +151,10 @@ def _bamboo_forest(arrays: dict[str, np.ndarray], split: str, _meta: dict[str, A
     return BamDataset(arrays, rows, arrays["scene_only"][rows], arrays["scenes"][rows], SCENES, {}, split)
 
 
-def _scene_k(k: int, arrays: dict[str, np.ndarray], split: str, meta: dict[str, Any]) -> BamDataset:
-    """Model scene<k>'s data: the dog's rows, with the dog in the k scene classes `meta.json` names for k
-    (nested, bedroom first) and the plain scene elsewhere, labelled by scene: one image per scene image."""
+def _scene_k(arrays: dict[str, np.ndarray], split: str, meta: dict[str, Any], *, k: int) -> BamDataset:
+    """Model scene<k>'s data (the set `scene<k>`, registered with `k`): the dog's rows, with the dog in the
+    k scene classes `meta.json` names for k (nested, bedroom first) and the plain scene elsewhere, labelled
+    by scene: one image per scene image."""
     rows = np.flatnonzero(arrays["objects"] == DOG)
     chosen = [SCENES.index(name) for name in meta["scene_k"][str(k)]]
     with_dog = np.isin(arrays["scenes"][rows], chosen)
@@ -166,11 +167,4 @@ scene = partial(_make, _scene)
 scene_only = partial(_make, _scene_only)
 dog_bedroom = partial(_make, _dog_bedroom)
 bamboo_forest = partial(_make, _bamboo_forest)
-SCENE_K_DATASETS = {f"scene{k}": partial(_make, partial(_scene_k, k)) for k in SCENE_K}
-
-
-def __getattr__(name: str) -> Any:
-    """`attribench_bam.datasets:scene<k>` for k = 1..10 (lazy registry targets)."""
-    if name in SCENE_K_DATASETS:
-        return SCENE_K_DATASETS[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+scene_k = partial(_make, _scene_k)  # registered ten times, with k = 1..10

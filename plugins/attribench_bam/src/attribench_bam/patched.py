@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from attribench_core import cached_arrays, obtain_model, short_hash
+from attribench_core import cached_arrays, obtain_model, short_hash, training_data
 
 from . import datasets
 from .build import SYNTH_N, SYNTH_SIZE, SYNTH_VAL
-from .models import scene_only as SceneOnlyModel
+from .models import SceneOnlyModel
 from .patch import optimise_patch
 
 PATCH_VERSION = 1
@@ -42,7 +42,7 @@ def bamboo_forest_patch(
         SceneOnlyModel(),
         "bam.scene_only",
         lambda part: datasets.scene_only(part, seed, **options),
-        data_key={"dataset": "bam.scene_only", "options": options},
+        data_key=training_data("bam.scene_only", options),
         seed=seed,
     )
     folder = datasets.data_folder(data_root, seed, size, n, val)

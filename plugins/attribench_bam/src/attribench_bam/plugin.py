@@ -24,19 +24,28 @@ def register_datasets(register):
     for k in SCENE_K:
         register(
             f"scene{k}",
-            f"attribench_bam.datasets:scene{k}",
+            "attribench_bam.datasets:scene_k",
+            kwargs={"k": k},
             description=f"BAM: dog rows, the dog kept in {k} scene class(es), labelled by scene (RMCS)",
         )
 
 
+MODELS = {
+    "obj": ("ObjModel", "objects"),
+    "scene": ("SceneModel", "scenes"),
+    "scene_only": ("SceneOnlyModel", "scenes without objects"),
+}
+
+
 @hookimpl
 def register_models(register):
-    for name, data in (("obj", "objects"), ("scene", "scenes"), ("scene_only", "scenes without objects")):
-        register(name, f"attribench_bam.models:{name}", description=f"BAM CNN classifying {data}")
+    for name, (cls, data) in MODELS.items():
+        register(name, f"attribench_bam.models:{cls}", description=f"BAM CNN classifying {data}")
     for k in SCENE_K:
         register(
             f"scene{k}",
-            f"attribench_bam.models:scene{k}",
+            "attribench_bam.models:SceneKModel",
+            kwargs={"k": k},
             description=f"BAM CNN classifying scenes, trained with the dog in {k} scene class(es)",
         )
 

@@ -16,8 +16,8 @@ Training: Adam lr 1e-4 (1e-3 for CR1–4, see `learning_rate`), batch 128, cross
 original used Keras BCE on the linear outputs, a quirk not kept), at most 10 epochs, stopping after the
 first epoch at which every bucket of the validation data reaches the gate (0.98 simple, 0.95 complex).
 
-Models are registered through `model_class(setting, variant)`; this module also exposes each of them as
-an attribute `<setting>` (cnn), `<setting>_pgd` and `<setting>_vgg` for lazy `"module:attr"` targets.
+Every registered model is `SmerfModel`, registered with its `setting` and `variant` as `<setting>` (cnn),
+`<setting>_pgd` and `<setting>_vgg` (`model_name`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -342,15 +341,12 @@ class SmerfModel(Model):
     train set, held out from training.
     """
 
-    setting: ClassVar[str] = "simple_fr"
-    variant: ClassVar[str] = "cnn"
-    dataset: ClassVar[str] = "smerf.simple_fr"
     holdout: ClassVar[float] = 0.1
 
     def __init__(
         self,
-        setting: str | None = None,
-        variant: str | None = None,
+        setting: str,
+        variant: str = "cnn",
         *,
         gate: float | None = None,
         epochs: int = EPOCHS,
@@ -360,12 +356,11 @@ class SmerfModel(Model):
         pgd: PGD | None = None,
         dataset_options: dict[str, Any] | None = None,
     ) -> None:
-        setting, variant = setting or self.setting, variant or self.variant
         if setting not in SETTINGS:
             raise ValueError(f"unknown SMERF setting '{setting}'; choose from {', '.join(SETTINGS)}")
         if variant not in VARIANTS:
             raise ValueError(f"unknown SMERF model variant '{variant}'; choose from {', '.join(VARIANTS)}")
-        self.setting, self.variant = setting, variant  # type: ignore[misc]
+        self.setting, self.variant = setting, variant
         self.family = "simple" if setting in SIMPLE else "complex"
         self.arch = "vgg" if variant == "vgg" else self.family
         self.pgd = (pgd or PGD()) if variant == "pgd" else None
@@ -534,45 +529,9 @@ def _train_epoch(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Registration helpers
+# Names
 
 
 def model_name(setting: str, variant: str = "cnn") -> str:
     """The short model name: `<setting>` for the CNN, `<setting>_pgd`, `<setting>_vgg`."""
     return setting if variant == "cnn" else f"{setting}_{variant}"
-
-
-@cache
-def model_class(setting: str, variant: str = "cnn") -> type[SmerfModel]:
-    """A `SmerfModel` subclass fixed to (setting, variant), constructible without arguments (registry
-    targets are instantiated as `target()`, and `attribench list -v` reads `target.dataset`)."""
-    if setting not in SETTINGS or variant not in VARIANTS:
-        raise ValueError(f"unknown SMERF model ({setting!r}, {variant!r})")
-    name = "".join(part.capitalize() for part in model_name(setting, variant).split("_"))
-    attrs = {
-        "setting": setting,
-        "variant": variant,
-        "dataset": f"smerf.{setting}",
-        "__doc__": f"SMERF {variant} model for {setting} (see `SmerfModel`).",
-        "__module__": __name__,
-    }
-    return type(name, (SmerfModel,), attrs)
-
-
-def smerf_model(setting: str, variant: str = "cnn", **options: Any) -> SmerfModel:
-    """A configured SMERF model; `options` as for `SmerfModel` (gate, epochs, pgd, ...)."""
-    return model_class(setting, variant)(**options)
-
-
-MODEL_NAMES = {model_name(s, v): (s, v) for s in SETTINGS for v in VARIANTS}
-
-
-def __getattr__(name: str) -> type[SmerfModel]:
-    """`attribench_smerf.models:<name>` for every name in `MODEL_NAMES` (lazy registry targets)."""
-    if name in MODEL_NAMES:
-        return model_class(*MODEL_NAMES[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *MODEL_NAMES])

@@ -35,7 +35,8 @@ def register_models(register):
         for variant, suffix in VARIANTS.items():
             register(
                 f"{setting}{suffix}",
-                f"attribench_smerf.models:{setting}{suffix}",
+                "attribench_smerf.models:SmerfModel",
+                kwargs={"setting": setting, "variant": variant},
                 description=f"SMERF {VARIANT_TEXT[variant]} for {setting}, gated per bucket",
             )
 

@@ -10,6 +10,7 @@ def register_explainers(register):
     register(
         "modified",
         f"{PKG}.explainers:Modified",
+        kwargs={"registry": register.registry},  # where it finds its base explainer
         description="Another explainer's map after SoCo's Remove or Introduce modification",
         computed_by=PKG,
         channel_less=True,
