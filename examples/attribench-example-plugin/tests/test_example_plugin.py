@@ -18,6 +18,13 @@ def test_registered_under_its_namespace():
     assert entry.load() is GradientMagnitude
 
 
+def test_a_name_registered_with_an_argument_makes_the_class_with_it():
+    entry = plugin_registry({"example": attribench_example.plugin}).resolve("explainer", "smoothed_gradient")
+    assert entry.load() is GradientMagnitude
+    assert entry.create().params["window"] == 5
+    assert entry.create(window=3).params["window"] == 3  # a given argument wins
+
+
 def test_explainer_contract_and_a_hand_checked_case():
     check_explainer(GradientMagnitude(window=3))
     linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))

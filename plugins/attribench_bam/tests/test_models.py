@@ -1,4 +1,4 @@
-"""BAM's models: the CNN, the registered classes, and the functional ground-truth check (spec §2)."""
+"""BAM's models: the CNN, the registered classes, and the functional ground-truth check (Yang & Kim 2019)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The plugin registers every method of the spec's table lazily, with valid names, importable targets and
+"""The plugin registers every method of the README's table lazily, with valid names, importable targets and
 declared Params."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """SoCo's metrics end to end through the runner, on the core's toy pair (trains in about a second): curves
-of the spec's lengths, soundness in [0,1], and `soco.validate`'s extra linear rows."""
+of the paper's lengths, soundness in [0,1], and `soco.validate`'s extra linear rows."""
 
 from __future__ import annotations
 

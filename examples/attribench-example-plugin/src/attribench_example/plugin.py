@@ -10,3 +10,10 @@ def register_explainers(register):
         "attribench_example.explainers:GradientMagnitude",
         description="|gradient| of the target logit, optionally smoothed with a box filter",
     )
+    # the same class under a second name, with an argument bound (a name users can grep and list)
+    register(
+        "smoothed_gradient",
+        "attribench_example.explainers:GradientMagnitude",
+        kwargs={"window": 5},
+        description="|gradient| of the target logit, box-filtered over 5 x 5 pixels",
+    )

@@ -1,4 +1,4 @@
-"""BAM's metrics as attribench `Metric`s (spec §3): MCS, IDR, IIR, RMCS on stored attributions, and TCAV.
+"""BAM's metrics (Yang & Kim 2019) as attribench `Metric`s: MCS, IDR, IIR, RMCS on stored maps, and TCAV.
 
 Each compares g, the mean of BAM's normalised map over the object's mask (`functional.py`), between
 (dataset, model) pairs evaluated on the same images, and keeps only the images every model of the

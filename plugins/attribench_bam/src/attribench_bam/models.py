@@ -5,7 +5,7 @@ The original used ResNet-50 at 224 px (weights released, no training script). Fo
 (64 px) a small all-convolutional CNN with global average pooling is enough and trains in minutes on 2 CPU
 cores; `BamCNN` accepts any image size, so the same code trains on a real build.
 
-Ground truth is checked functionally (spec §2), on the val composites and the same scenes without the
+Ground truth is checked functionally (Yang & Kim 2019), on the val composites and the same scenes without the
 object: the obj model must fall to about chance without the object and the scene model must not care.
 """
 

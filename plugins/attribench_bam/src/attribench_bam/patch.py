@@ -99,7 +99,7 @@ def select_insignificant(
 ) -> BoolArray:
     """`[B]` bool (tensors or arrays): the functionally insignificant patches BAM's IIR may use, those that
     leave the prediction unchanged and, given `max_distance`, move the logits by less than it (the
-    original kept every patch; the spec asks for both conditions). Arguments: a `PatchResult`'s fields."""
+    original kept every patch; we ask for both conditions). Arguments: a `PatchResult`'s fields."""
     if max_distance is None:
         return prediction_unchanged
     return prediction_unchanged & (logit_distance < max_distance)

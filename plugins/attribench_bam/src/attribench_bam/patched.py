@@ -6,7 +6,7 @@ The set depends on a model, so its factory obtains the `bam.scene_only` weights 
 (same cache key: trained once, shared) and caches the patched images under `ATTRIBENCH_HOME`, keyed by the
 data and those weights. Every row is kept, so that row i of both sets is the same scene; each row's meta
 records the logit distance ‖f(x+δ) − f(x)‖₂ and whether the prediction is unchanged. IIR counts only the
-functionally insignificant ones (`patch.select_insignificant`, spec §1).
+functionally insignificant ones (`patch.select_insignificant`; Yang & Kim 2019).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SMERF's headline study (paper Fig. 2; spec §5): the 17 methods, the paper's PAFL figures, and the table
+"""SMERF's headline study (Kim et al. 2022, Fig. 2): the 17 methods, the paper's PAFL figures, and the table
 and qualitative findings that compare a run of `smerf.afl --setting all` with them."""
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def table(ours: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def findings(ours: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, bool]]:
-    """The paper's qualitative findings (spec §5), each with whether our run shows it."""
+    """The paper's qualitative findings (Kim et al. 2022), each with whether our run shows it."""
     models = {n: v for n, v in ours.items() if n not in BASELINES}
 
     def value(name: str, key: str) -> float:

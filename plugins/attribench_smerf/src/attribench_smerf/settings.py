@@ -4,7 +4,7 @@ A bucket is a combination of Box1 (absent/present) × Box2 (absent/present) × T
 as in the paper (Figure 5 / Table 1, 1-based): id = 6·[Box1] + 3·[Box2] + t + 1 with t = 0 none, 1 A, 2 B.
 Each setting is a rule that maps the objects of a bucket to a label (or "undefined": the bucket is not
 generated) and to the regions a correct attribution should focus on (primary) or avoid (secondary). The
-rules are the ones of the spec's §2 table, written as code; the tests check them against Table 1's rows.
+rules are the paper's (Kim et al. 2022), written as code; the tests check them against Table 1's rows.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SoCo's reduction of attribution maps to non-negative 2-D saliency maps in [0,1] (spec §2): what its
+"""SoCo's reduction of attribution maps to non-negative 2-D saliency maps in [0,1] (Li et al. 2024): what its
 metrics rank and threshold, and what the Remove/Introduce modifications act on."""
 
 from __future__ import annotations
