@@ -143,7 +143,7 @@ def parse_explainer(registry: Registry, text: str) -> ExplainerConfig:
     name, _, assignments = text.partition(":")
     entry = registry.resolve("explainer", name.strip())
     given = parse_assignments(assignments, owner=entry.qualified)
-    values = entry.load()(**given).params
+    values = entry.create(**given).params
     return ExplainerConfig(entry, {k: values[k] for k in given})
 
 

@@ -100,7 +100,10 @@ def test_an_installed_third_party_plugin_is_listed_and_runs(tmp_path):
     listed = run_attribench(
         ["list", "explainers", "--json", "--plugin", "example"], site=site, paths=(example_src,)
     )
-    assert [row["name"] for row in json.loads(listed.stdout)] == ["example.gradient_magnitude"]
+    assert [row["name"] for row in json.loads(listed.stdout)] == [
+        "example.gradient_magnitude",
+        "example.smoothed_gradient",
+    ]
     ran = run_attribench(
         ["run", "core.relevance_mass", "--explainer=example.gradient_magnitude", "--num-imgs", "8", "--json"],
         site=site,
