@@ -102,6 +102,15 @@ def cli(debug: bool, strict: bool) -> None:
 # -- list / plugins -------------------------------------------------------------------------------
 
 
+def _of_category(entries: list[Entry], category: str, metrics: list[Entry]) -> list[Entry]:
+    """The metrics among `entries` registered with this `category=...`; a category that none of `metrics`
+    (all registered metrics) has is a usage error naming those there are."""
+    known = sorted({e.meta["category"] for e in metrics if "category" in e.meta})
+    if category not in known:
+        raise UsageProblem(f"No metric of category '{category}'; categories: {', '.join(known) or 'none'}.")
+    return [e for e in entries if e.kind == "metric" and e.meta.get("category") == category]
+
+
 def _details(entry: Entry) -> dict[str, Any]:
     """What `list -v` adds: declared parameters (explainers), direction and options (metrics)."""
     target = entry.load()
@@ -126,13 +135,21 @@ def _details(entry: Entry) -> dict[str, Any]:
 @cli.command("list", context_settings=CONTEXT)
 @click.argument("kind", required=False, type=click.Choice([f"{k}s" for k in KINDS]))
 @click.option("--plugin", "namespace", help="Only what this plugin registered (e.g. methods).")
+@click.option(
+    "--category", help="Only metrics of this category (e.g. ground_truth, faithfulness), as registered."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.option(
     "-v", "--verbose", is_flag=True, help="Also show parameters and options (imports the plugins' code)."
 )
-def list_command(kind: str | None, namespace: str | None, as_json: bool, verbose: bool) -> None:
+def list_command(
+    kind: str | None, namespace: str | None, category: str | None, as_json: bool, verbose: bool
+) -> None:
     """List registered datasets, models, explainers, metrics, report sections and executors."""
-    entries = plugins.get_registry().entries(kind[:-1] if kind else None, namespace)
+    registry = plugins.get_registry()
+    entries = registry.entries(kind[:-1] if kind else None, namespace)
+    if category is not None:
+        entries = _of_category(entries, category, registry.entries("metric"))
     rows = [
         {
             "name": e.qualified,

@@ -47,6 +47,23 @@ def test_list_rows_follow_the_contract(test_plugins):
     assert mass["options"] == {"reduction": "positive"}
 
 
+def test_list_filters_metrics_by_their_registered_category(test_plugins):
+    rows = json.loads(invoke("list", "--category", "ground_truth", "--json").stdout)
+    assert {r["name"] for r in rows} == {"core.relevance_mass", "core.relevance_rank", "core.pointing_game"}
+    unknown = invoke("list", "metrics", "--category", "groundtruth")
+    assert unknown.exit_code == 2
+    assert "No metric of category 'groundtruth'; categories: ground_truth." in unknown.output
+
+
+def test_every_installed_metric_registers_the_category_its_class_declares():
+    """`--category` filters on what was registered, without importing: it must match the class."""
+    from attribench_core import get_registry
+
+    metrics = get_registry().entries("metric")
+    assert len(metrics) > 10
+    assert [m.qualified for m in metrics if m.meta.get("category") != m.load().category] == []
+
+
 def test_run_json_contract_and_second_run_reads_the_store(test_plugins):
     args = [
         "run",
