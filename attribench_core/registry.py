@@ -24,6 +24,7 @@ FIRST_PARTY = {
     "smerf": "plugins/attribench_smerf",
     "bam": "plugins/attribench_bam",
     "soco": "plugins/attribench_soco",
+    "checks": "plugins/attribench_checks",
 }
 
 

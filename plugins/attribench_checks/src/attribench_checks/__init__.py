@@ -1,0 +1,1 @@
+"""attribench-checks: sanity, robustness, complexity and faithfulness checks of attribution maps."""
