@@ -545,6 +545,14 @@ def store_verify(store: Path) -> None:
     click.echo(f"{store}: OK")
 
 
+def _check_writable(path: Path, force: bool) -> None:
+    """A one-line usage error unless `path`'s folder exists and `path` is new (or `force` overwrites it)."""
+    if not path.parent.is_dir():
+        raise UsageProblem(f"Folder '{path.parent}' does not exist.")
+    if path.exists() and not force:
+        raise UsageProblem(f"'{path}' exists; pass --force to overwrite it, or choose another file.")
+
+
 @store_group.command("export")
 @click.argument("group")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
@@ -553,10 +561,7 @@ def store_verify(store: Path) -> None:
 def store_export(group: str, out: Path, store: Path, force: bool) -> None:
     """Export attribution GROUP (a path from `store ls`, or its names without hashes when they name one
     group) to OUT (.npz with attribution, index, target, prediction, diag/<name>, provenance)."""
-    if not out.parent.is_dir():
-        raise UsageProblem(f"Folder '{out.parent}' does not exist.")
-    if out.exists() and not force:
-        raise UsageProblem(f"'{out}' exists; pass --force to overwrite it, or choose another file.")
+    _check_writable(out, force)
     opened = _open_store(store)
     click.echo(str(opened.export(opened.resolve(group), out)))
 
@@ -625,10 +630,8 @@ def _export_tables(store: Path, fmt: str, output: Path | None, force: bool) -> N
     """Write the report's tables in `fmt` to `output` (kept unless `force`) or to stdout."""
     from attribench_core.report.export import export
 
-    if output is not None and not output.parent.is_dir():
-        raise UsageProblem(f"Folder '{output.parent}' does not exist.")
-    if output is not None and output.exists() and not force:
-        raise UsageProblem(f"'{output}' exists; pass --force to overwrite it, or choose another file.")
+    if output is not None:
+        _check_writable(output, force)
     _open_store(store)
     text = export(store, plugins.get_registry(), fmt)
     if output is None:

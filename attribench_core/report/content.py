@@ -83,6 +83,11 @@ class ReportInput:
             return None
 
 
+def options_text(options: dict[str, Any]) -> str:
+    """Options as `k=v, k=v` (sorted by name), or "" when there are none."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+
+
 def finite(value: Any) -> float | None:
     """`value` as a float, or None when it is missing or not finite (a table cell shows None as blank)."""
     if value is None:

@@ -21,6 +21,7 @@ from attribench_core.report.content import (
     Table,
     diagnostics_text,
     finite,
+    options_text,
     uncertainty_bounds,
 )
 from attribench_core.report.grouping import group_runs
@@ -147,7 +148,7 @@ def section(board: Board, groups: Sequence[dict[str, Any]] = ()) -> Section:
     `diagnostics_notes`), its table and a bar chart of the values with their uncertainty."""
     table_rows = rows(board)
     where = f" on {board.dataset} / {board.model}" if board.dataset else ""
-    options = ", ".join(f"{k}={v}" for k, v in sorted(board.options.items())) or "none"
+    options = options_text(board.options) or "none"
     text = (
         f"{board.metric}{where} (options: {options}); newest result per method over "
         f"{len(board.run_ids)} run(s). {_direction(board)}"

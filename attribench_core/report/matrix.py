@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attribench_core.report.content import ReportInput, Section, Table, finite, uncertainty_bounds
+from attribench_core.report.content import (
+    ReportInput,
+    Section,
+    Table,
+    finite,
+    options_text,
+    uncertainty_bounds,
+)
 from attribench_core.report.leaderboard import Board, boards, is_explainer
 
 
@@ -34,11 +41,6 @@ class Entry:
     n_skipped: int | None
     rank: int | None
     direction: str  # "higher", "lower", or "unknown" (the metric's plugin is not installed)
-
-
-def options_text(options: dict[str, object]) -> str:
-    """Options as `k=v, k=v` (sorted), or "" when there are none."""
-    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
 
 
 def direction(board: Board) -> str:

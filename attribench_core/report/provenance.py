@@ -9,7 +9,7 @@ from importlib import metadata
 from typing import Any
 
 from attribench_core import __version__
-from attribench_core.report.content import ReportInput, Section, Table, diagnostics_text
+from attribench_core.report.content import ReportInput, Section, Table, diagnostics_text, options_text
 
 
 def run_date(run_id: str) -> str:
@@ -19,10 +19,6 @@ def run_date(run_id: str) -> str:
     except ValueError:
         return run_id
     return when.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _options(options: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
 
 
 def dataset_options_text(options: dict[str, Any] | None) -> str:
@@ -67,7 +63,7 @@ def runs_table(report: ReportInput) -> Table:
             [
                 run_date(run.run_id),
                 run.metric,
-                _options(run.options),
+                options_text(run.options),
                 p.get("dataset"),
                 p.get("model"),
                 p.get("seed"),
@@ -90,7 +86,7 @@ def groups_table(report: ReportInput) -> Table:
         rows.append(
             [
                 a.get("explainer"),
-                _options(params),
+                options_text(params),
                 a.get("target"),
                 a.get("dataset"),
                 dataset_options_text(a.get("dataset_options")),
