@@ -59,11 +59,15 @@ def attribution_key(
     target: str,
     version: str | None,
     cam_layer: str | None = None,
+    variant: dict[str, Any] | None = None,
 ) -> GroupKey:
     """Where an explainer's attributions of a dataset (`dataset_key`) on a model (`model_key`) are stored:
     its resolved parameters, the target and its plugin's version (a fixed or changed method is recomputed,
-    never mixed in), and a CAM layer given by the user (it changes CAM methods' maps)."""
+    never mixed in), a CAM layer given by the user (it changes CAM methods' maps), and the perturbation of
+    the inputs or alteration of the model (`variants.variant_identity`) when the maps are of a variant."""
     identity: dict[str, Any] = {"params": params, "target": target, "version": version}
     if cam_layer:
         identity["cam_layer"] = cam_layer
+    if variant:
+        identity["variant"] = variant
     return GroupKey(dataset, model, f"{explainer}@{short_hash(identity)}")

@@ -20,18 +20,25 @@ if TYPE_CHECKING:
     from attribench_core.dataset import Batch, Dataset
     from attribench_core.result import Result
     from attribench_core.store import Stored
+    from attribench_core.variants import Alteration, Perturbation
 
-TARGETS = ("prediction", "label")
+# What an explainer explains: the model's prediction, the dataset label, or a class drawn at random among
+# the others than the prediction (Sixt et al. 2020's random-logit test), per image from the run seed.
+TARGETS = ("prediction", "label", "random_other")
 
 
 @dataclass(frozen=True)
 class AttributionRequest:
-    """Attributions a metric needs: these dataset indices, on this (dataset, model), for each explainer."""
+    """Attributions a metric needs: these dataset indices, on this (dataset, model), for each explainer;
+    optionally of perturbed inputs and/or of an altered copy of the model (see `variants`), whose target is
+    still taken from the unperturbed inputs on the unaltered model."""
 
     dataset: str
     model: str
     index: tuple[int, ...]
     target: str = "prediction"
+    perturbation: Perturbation | None = None
+    alteration: Alteration | None = None
 
 
 class MetricContext(Protocol):
@@ -67,9 +74,22 @@ class MetricContext(Protocol):
         """Dataset samples with their stored attributions, `batch_size` at a time."""
 
     def stored_batches(
-        self, explainer: str, *, dataset: str | None = None, model: str | None = None, index: Any = None
+        self,
+        explainer: str,
+        *,
+        dataset: str | None = None,
+        model: str | None = None,
+        index: Any = None,
+        target: str | None = None,
+        perturbation: Perturbation | None = None,
+        alteration: Alteration | None = None,
     ) -> Iterator[Stored]:
-        """The stored attributions alone, as `attribution_batches` cuts them (no images loaded)."""
+        """The stored attributions alone, as `attribution_batches` cuts them (no images loaded); `target`
+        (the metric's by default) and the variants select maps that a request asked for."""
+
+    def device_batches(self, index: Any = None, *, dataset: str | None = None) -> Iterator[Batch]:
+        """Dataset samples `batch_size` at a time (the run's images by default), images on the device: for
+        metrics that run the model themselves (faithfulness tests)."""
 
     def map(self, work: Callable[[Any, Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         """`work(ctx, item)` for every item through the run's executor, values in item order: for per-image

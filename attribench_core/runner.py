@@ -40,6 +40,13 @@ from attribench_core.registry import Entry, Registry
 from attribench_core.result import Result, StoredRun, run_arrays
 from attribench_core.seeding import check_seed, derive_seed
 from attribench_core.store import AttributionStore, GroupKey, Stored
+from attribench_core.variants import (
+    Alteration,
+    Perturbation,
+    alteration_generator,
+    perturbation_generators,
+    variant_identity,
+)
 from attribench_core.weights import LoadedModel, obtain_model
 
 IMAGE_FOLDER = "core.images"  # the dataset of --images DIR
@@ -107,11 +114,22 @@ class AttributionTask:
     target: str
     batches: list[np.ndarray]
     provenance: dict[str, Any]
+    perturbation: Perturbation | None = None
+    alteration: Alteration | None = None
 
     def work(self, index: np.ndarray) -> BatchWork:
         """The unit of work of one of its batches, as an executor sends it to a worker."""
         weights = self.provenance["weights_hash"]
-        return BatchWork(self.explainer.label, self.dataset, self.model, self.target, weights, index)
+        return BatchWork(
+            self.explainer.label,
+            self.dataset,
+            self.model,
+            self.target,
+            weights,
+            index,
+            self.perturbation,
+            self.alteration,
+        )
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,8 @@ class BatchWork:
     target: str
     weights_hash: str  # of the driver's model: a worker with other weights refuses
     index: np.ndarray
+    perturbation: Perturbation | None = None
+    alteration: Alteration | None = None
 
 
 @dataclass
@@ -310,7 +330,10 @@ class RunContext:
         self.requests: list[AttributionRequest] = []  # the metric's, asked once by `prepare`
         self.executor: Executor = LocalExecutor()  # `run` sets the requested one
         self._explainers: dict[tuple[str, str, str], Explainer] = {}  # built once per (label, data, model)
-        self._group_keys: dict[tuple[str, str, str, str], GroupKey] = {}
+        self._group_keys: dict[tuple[Any, ...], GroupKey] = {}
+        self._altered: dict[
+            tuple[str, Alteration], torch.nn.Module
+        ] = {}  # built once per (model, alteration)
 
     @property
     def request(self) -> RunRequest:
@@ -345,10 +368,30 @@ class RunContext:
     def rng(self, purpose: str) -> np.random.Generator:
         return np.random.default_rng(derive_seed(self.seed, "metric", purpose))
 
-    def group_key(self, dataset: str, model: str, explainer: ExplainerConfig, target: str) -> GroupKey:
-        """Where `explainer`'s attributions of `dataset` on `model` are stored (`keys.attribution_key`),
-        computed once per run."""
-        asked = (dataset, model, explainer.label, target)
+    def altered_model(self, model: str, alteration: Alteration) -> torch.nn.Module:
+        """A copy of `model` (loaded as for attributions) altered by `alteration`, built once per run and
+        worker; the run's model itself is never changed."""
+        import copy
+
+        if (model, alteration) not in self._altered:
+            loaded = self.resources.model(model)
+            module = copy.deepcopy(loaded.module).eval()
+            generator = alteration_generator(self.seed, alteration, loaded.weights_hash)
+            self._altered[model, alteration] = alteration.alter(module, generator).eval()
+        return self._altered[model, alteration]
+
+    def group_key(
+        self,
+        dataset: str,
+        model: str,
+        explainer: ExplainerConfig,
+        target: str,
+        perturbation: Perturbation | None = None,
+        alteration: Alteration | None = None,
+    ) -> GroupKey:
+        """Where `explainer`'s attributions of `dataset` on `model` (of a variant, if given) are stored
+        (`keys.attribution_key`), computed once per run."""
+        asked = (dataset, model, explainer.label, target, perturbation, alteration)
         if asked not in self._group_keys:
             loaded = self.resources.model(model)
             given = self.request.cam_layer if loaded.name == self.resources.weights_model else None
@@ -360,6 +403,7 @@ class RunContext:
                 target,
                 explainer.entry.version,
                 given,
+                variant_identity(perturbation, alteration),
             )
         return self._group_keys[asked]
 
@@ -371,14 +415,30 @@ class RunContext:
             yield data.batch(stored.index), stored
 
     def stored_batches(
-        self, explainer: str, *, dataset: str | None = None, model: str | None = None, index: Any = None
+        self,
+        explainer: str,
+        *,
+        dataset: str | None = None,
+        model: str | None = None,
+        index: Any = None,
+        target: str | None = None,
+        perturbation: Perturbation | None = None,
+        alteration: Alteration | None = None,
     ) -> Iterator[Stored]:
         dataset, model = dataset or self.dataset_name, model or self.model_name
         index = self.index if index is None else np.asarray(index, dtype=np.int64)
-        key = self.group_key(dataset, model, self.explainers[explainer], self.metric.target)
+        config = self.explainers[explainer]
+        key = self.group_key(dataset, model, config, target or self.metric.target, perturbation, alteration)
         with self.store.reader(key) as reader:  # opened once: each batch is one lookup and its chunks
             for start in range(0, len(index), self.batch_size):
                 yield reader.read(index[start : start + self.batch_size])
+
+    def device_batches(self, index: Any = None, *, dataset: str | None = None) -> Iterator[Batch]:
+        data = self.resources.dataset(dataset or self.dataset_name)
+        index = self.index if index is None else np.asarray(index, dtype=np.int64)
+        for start in range(0, len(index), self.batch_size):
+            batch = data.batch(index[start : start + self.batch_size])
+            yield replace(batch, images=batch.images.to(self.device))
 
 
 @dataclass
@@ -514,7 +574,7 @@ def plan(ctx: RunContext) -> list[AttributionTask]:
     for req in ctx.requests:
         loaded = ctx.resources.model(req.model)
         for config in ctx.explainers.values():
-            key = ctx.group_key(req.dataset, req.model, config, req.target)
+            key = ctx.group_key(req.dataset, req.model, config, req.target, req.perturbation, req.alteration)
             index = np.asarray(req.index, dtype=np.int64)
             missing = set(ctx.store.missing(key, index).tolist())
             # Batches are cut from the full index list, so a resumed run recomputes exactly the same batches.
@@ -534,15 +594,36 @@ def plan(ctx: RunContext) -> list[AttributionTask]:
                 "explainer": config.entry.qualified,
                 "params": config.resolved,
                 "target": req.target,
+                **_variant_provenance(req),
                 "seed": ctx.seed,
                 "batch_size": ctx.batch_size,
                 "versions": versions([config.entry]),
                 "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             }
             tasks.append(
-                AttributionTask(key, req.dataset, req.model, config, req.target, batches, provenance)
+                AttributionTask(
+                    key,
+                    req.dataset,
+                    req.model,
+                    config,
+                    req.target,
+                    batches,
+                    provenance,
+                    req.perturbation,
+                    req.alteration,
+                )
             )
     return tasks
+
+
+def _variant_provenance(req: AttributionRequest) -> dict[str, Any]:
+    """The variants of a request as its maps' provenance records them (nothing for plain maps)."""
+    described = {}
+    if req.perturbation is not None:
+        described["perturbation"] = req.perturbation.identity()
+    if req.alteration is not None:
+        described["alteration"] = req.alteration.identity()
+    return described
 
 
 @dataclass
@@ -626,8 +707,18 @@ def attribute_batch(ctx: RunContext, work: BatchWork) -> BatchOutput:
     inputs = batch.images.to(ctx.device)
     try:
         with torch.no_grad():
-            prediction = loaded.module(inputs).argmax(1)
-        target = prediction if work.target == "prediction" else batch.labels.to(ctx.device)
+            logits = loaded.module(inputs)
+        target = _target(ctx.seed, work, logits, batch.labels.to(ctx.device))
+        prediction = logits.argmax(1)
+        model = loaded.module
+        if work.perturbation is not None:
+            generators = perturbation_generators(ctx.seed, work.perturbation, work.index)
+            inputs = work.perturbation.perturb(inputs, generators)
+        if work.alteration is not None:
+            model = ctx.altered_model(work.model, work.alteration)
+        if model is not loaded.module or work.perturbation is not None:
+            with torch.no_grad():  # the prediction of what is explained: the variant's
+                prediction = model(inputs).argmax(1)
         generator = torch.Generator().manual_seed(
             derive_seed(
                 ctx.seed,
@@ -639,7 +730,7 @@ def attribute_batch(ctx: RunContext, work: BatchWork) -> BatchOutput:
             )
         )
         references = _reference_images(ctx, work.dataset)
-        attribution = explainer(loaded.module, inputs, target, generator=generator, references=references)
+        attribution = explainer(model, inputs, target, generator=generator, references=references)
     except torch.cuda.OutOfMemoryError:
         if len(work.index) == 1:
             raise
@@ -656,6 +747,31 @@ def attribute_batch(ctx: RunContext, work: BatchWork) -> BatchOutput:
         {name: values.numpy() for name, values in explainer.diagnostics.items()},
         dict(explainer.diagnostic_notes),
     )
+
+
+def _target(seed: int, work: BatchWork, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The classes a batch is explained for: the prediction, the label, or (`random_other`) a class drawn
+    uniformly among the others than the prediction, per image from the run seed and its dataset index."""
+    prediction = logits.argmax(1)
+    if work.target == "prediction":
+        return prediction
+    if work.target == "label":
+        return labels
+    classes = logits.shape[1]
+    if classes < 2:
+        raise UsageProblem("Target random_other needs a model with at least two classes.")
+    offsets = [
+        int(
+            torch.randint(
+                1,
+                classes,
+                (1,),
+                generator=torch.Generator().manual_seed(derive_seed(seed, "random-other", int(i))),
+            )
+        )
+        for i in work.index
+    ]
+    return (prediction + torch.tensor(offsets, device=prediction.device)) % classes
 
 
 def _concatenate(parts: list[BatchOutput]) -> BatchOutput:
