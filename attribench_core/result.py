@@ -172,7 +172,7 @@ class Result:
 @dataclass
 class StoredRun:
     """One `attribench run` saved under `/results/<metric>/<run_id>`: its `--json` outcome (`payload`:
-    metric, higher_is_better, options, results[], provenance, models) and its per-sample arrays
+    metric, higher_is_better, category, options, results[], provenance, models) and its per-sample arrays
     (`"<label>/<name>"`), read back as typed values."""
 
     metric: str
@@ -198,6 +198,12 @@ class StoredRun:
     def higher_is_better(self) -> bool | None:
         """The metric's direction as the run saved it; None for a run saved before directions were."""
         return self.payload.get("higher_is_better")
+
+    @property
+    def category(self) -> str | None:
+        """The metric's category as the run saved it (e.g. "robustness"); None for a run saved before
+        categories were."""
+        return self.payload.get("category")
 
     @cached_property
     def results(self) -> dict[str, Result]:

@@ -451,11 +451,13 @@ class RunOutcome:
     computed: int  # attributions computed in this run (0 when everything came from the store)
     models: list[dict[str, Any]] = field(default_factory=list)  # every model the run used, likewise
     higher_is_better: bool | None = None  # the metric's direction, saved so a report needs no plugin
+    category: str | None = None  # the metric's category (e.g. "robustness"), saved for the same reason
 
     def to_json(self) -> dict[str, Any]:
         return {
             "metric": self.metric,
             "higher_is_better": self.higher_is_better,
+            "category": self.category,
             "options": self.options,
             "results": [r.to_json(label) for label, r in self.results.items()],
             "provenance": self.provenance,
@@ -865,6 +867,7 @@ def _run(registry: Registry, request: RunRequest, executor: Executor, progress: 
         execution.computed,
         checks,
         bool(ctx.metric.higher_is_better),
+        getattr(ctx.metric, "category", None),  # a third-party metric may not declare one
     )
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     ctx.store.merge([StoredRun(metric_entry.qualified, run_id, outcome.to_json(), run_arrays(results))])

@@ -106,7 +106,7 @@ def test_the_matrix_holds_every_method_on_every_board_with_its_interval_and_rank
     assert built.cells[ODD]["core.relevance_mass"].rank == 2 == built.cells["t.b"]["core.relevance_mass"].rank
     assert built.cells["t.b"]["core.relevance_rank"].value is None
     table = matrix.table(built)
-    assert table.columns == ["method", "mean rank", "core.relevance_mass", "core.relevance_rank"]
+    assert table.columns == ["method", "mean rank", "core.relevance_mass ↑", "core.relevance_rank ↑"]
     assert table.rows[0] == ["t.a", 1.5, "0.600 [0.400, 0.800] #1", "0.500 [0.300, 0.700] #2"]
     assert table.rows[2][3] == "failed" and table.rows[1][2] == "0.400 #2"
 

@@ -1,9 +1,9 @@
 """Assembling a report: read the store, build the core's sections and every plugin's, write the files.
 
-Order: the method × metric matrix, leaderboards, paired comparisons, rank agreement, the plugins' sections
-(in plugin load order), the per-image drill-down, the attribution gallery, provenance. Every section
-builder, the core's included, runs guarded: one that raises (or returns something other than a list of
-sections) becomes a one-line note in the report, never a crash.
+Order: the method × metric matrix, leaderboards, paired comparisons, rank agreement, the randomisation
+curves, the plugins' sections (in plugin load order), the per-image drill-down, the attribution gallery,
+provenance. Every section builder, the core's included, runs guarded: one that raises (or returns
+something other than a list of sections) becomes a one-line note in the report, never a crash.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from attribench_core.report import (
     matrix,
     paired,
     provenance,
+    randomisation,
     render,
 )
 from attribench_core.report.content import ReportInput, Section
@@ -59,6 +60,7 @@ def build_sections(report: ReportInput, drill: tuple[str, ...] = ()) -> tuple[li
         ("Leaderboards", leaderboard.sections),
         ("Paired comparisons", paired.sections),
         ("Rank agreement", agreement.sections),
+        ("Randomisation curves", randomisation.sections),
         *plugin_builders(report.registry),
         ("Per-image drill-down", lambda r: drilldown.sections(r, list(drill))),
         ("Attribution gallery", gallery.sections),

@@ -74,11 +74,26 @@ class ReportInput:
     def higher_is_better(self, metric: str) -> bool | None:
         """The direction `metric`'s newest run saved; for runs saved before runs carried it, the one the
         metric declares; None when neither is known (its plugin is not installed, or does not load)."""
-        saved = next((r.higher_is_better for r in reversed(self.runs_of(metric))), None)
+        saved = self._saved(metric, "higher_is_better")
         if saved is not None:
             return saved
+        declared = self._declared(metric, "higher_is_better")
+        return None if declared is None else bool(declared)
+
+    def category(self, metric: str) -> str | None:
+        """The category (e.g. "robustness") `metric`'s newest run saved; for runs saved before runs carried
+        it, the one the metric declares; None when neither is known."""
+        saved = self._saved(metric, "category")
+        return saved if saved is not None else self._declared(metric, "category")
+
+    def _saved(self, metric: str, name: str) -> Any:
+        """`name` as the newest run of `metric` that saved it holds it; None when none did."""
+        return next((v for r in reversed(self.runs_of(metric)) if (v := getattr(r, name)) is not None), None)
+
+    def _declared(self, metric: str, name: str) -> Any:
+        """The installed metric's class attribute `name`; None when it is not installed or lacks it."""
         try:
-            return bool(self.registry.resolve("metric", metric).load().higher_is_better)
+            return getattr(self.registry.resolve("metric", metric).load(), name)
         except (AttribenchError, AttributeError):
             return None
 

@@ -75,6 +75,7 @@ def matrix_json(matrix: Matrix) -> dict[str, Any]:
             "dataset": b.dataset,
             "model": b.model,
             "direction": method_matrix.direction(b),
+            "category": b.category,
         }
         for b in matrix.columns
     ]
@@ -123,6 +124,8 @@ LATEX_SPECIALS = {
     "×": r"$\times$",
     "−": "-",
     "–": "--",
+    "↑": r"\ensuremath{\uparrow}",
+    "↓": r"\ensuremath{\downarrow}",
 }
 
 
@@ -186,7 +189,7 @@ def latex_matrix(matrix: Matrix) -> str:
     places = ", ".join(sorted({f"{b.dataset} / {b.model}" for b in matrix.columns}))
     caption = (
         f"Method x metric on {places}: value [interval] (rank within the column); bold: ranked first; "
-        "--: not run."
+        "--: not run; ↑ higher is better, ↓ lower is better."
     )
     return latex_table(caption, ["method", "mean rank", *titles], body, "lr" + "l" * len(titles))
 

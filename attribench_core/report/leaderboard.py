@@ -49,6 +49,7 @@ class Board:
     run_ids: list[str] = field(default_factory=list)
     source: str = ""  # the dataset's account of what the data is (provenance `dataset_source`)
     name: str = ""  # the metric, plus what tells it apart from the metric's other boards (`RunGroup.name`)
+    category: str | None = None  # the metric's category (`ReportInput.category`), None when unknown
 
     def explainer_values(self) -> dict[str, float]:
         """Finite headline values of the explainer rows (what ranks and rank agreement use)."""
@@ -80,6 +81,7 @@ def boards(report: ReportInput) -> list[Board]:
             g.run_ids,
             g.source,
             g.name,
+            report.category(g.metric),
         )
         for g in group_runs(report.runs)
     ]

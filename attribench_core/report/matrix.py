@@ -1,9 +1,10 @@
 """The method × metric matrix: every explainer against every leaderboard in the store, the view to read first.
 
 Rows are methods (explainer labels), columns are leaderboards (metric with its options, on a dataset and a
-model); a cell holds the method's value on that board, its interval and its rank within the column. Methods
-are ordered by their mean rank over the columns that rank them (a summary across metrics, not a test: see
-the paired comparisons for evidence that one method beats another on one metric).
+model), grouped by the metric's category (robustness, complexity, ...) and marked with its direction; a cell
+holds the method's value on that board, its interval and its rank within the column. Methods are ordered
+by their mean rank over the columns that rank them (a summary across metrics, not a test: see the paired
+comparisons for evidence that one method beats another on one metric).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Entry:
     n_skipped: int | None
     rank: int | None
     direction: str  # "higher", "lower", or "unknown" (the metric's plugin is not installed)
+    category: str | None  # the metric's category, None when unknown (an old run, its plugin missing)
 
 
 def direction(board: Board) -> str:
@@ -71,6 +73,7 @@ def entries(board: Board) -> list[Entry]:
                 result.n_skipped,
                 ranks.get(label),
                 direction(board),
+                board.category,
             )
         )
     return out
@@ -90,23 +93,42 @@ class Matrix:
         return float(np.mean(ranks)) if ranks else None
 
 
+def by_category(all_boards: list[Board]) -> list[Board]:
+    """The boards grouped by category (sorted by name, unknown last), in their order within a category."""
+    return sorted(all_boards, key=lambda b: (b.category is None, b.category or ""))
+
+
 def build(all_boards: list[Board]) -> Matrix:
-    """The matrix of every explainer row on every board; methods by mean rank (unranked last), then name."""
+    """The matrix of every explainer row on every board, columns `by_category`; methods by mean rank
+    (unranked last), then name."""
     cells: dict[str, dict[str, Entry]] = {}
     for board in all_boards:
         for entry in entries(board):
             if entry.row == "explainer":
                 cells.setdefault(entry.method, {})[board.name] = entry
-    matrix = Matrix(all_boards, [], cells)
+    matrix = Matrix(by_category(all_boards), [], cells)
     unranked = float("inf")
     matrix.methods = sorted(cells, key=lambda m: (matrix.mean_rank(m) or unranked, m))
     return matrix
 
 
+ARROWS = {"higher": " ↑", "lower": " ↓", "unknown": ""}
+
+
 def column_title(board: Board, same_place: bool) -> str:
-    """The board's name, with its dataset and model unless every column shares them (or the name has them)."""
+    """The board's name, with its dataset and model unless every column shares them (or the name has them),
+    and an arrow for its direction (↑ higher is better, ↓ lower is better, none when unknown)."""
     place = f"on {board.dataset} / {board.model}"
-    return board.name if same_place or place in board.name else f"{board.name} {place}"
+    name = board.name if same_place or place in board.name else f"{board.name} {place}"
+    return name + ARROWS[direction(board)]
+
+
+def categories_text(columns: list[Board]) -> str:
+    """The columns' names per category, e.g. "complexity: checks.complexity, checks.sparseness"."""
+    named: dict[str, list[str]] = {}
+    for board in columns:
+        named.setdefault(board.category or "category unknown", []).append(board.name)
+    return "; ".join(f"{category}: {', '.join(names)}" for category, names in named.items())
 
 
 def cell_text(entry: Entry | None) -> str | None:
@@ -134,7 +156,8 @@ def table(matrix: Matrix) -> Table:
         for method in matrix.methods
     ]
     caption = (
-        "Cell: value [interval] #rank within its column (the leaderboard's rank, in its metric's direction); "
+        "Cell: value [interval] #rank within its column (the leaderboard's rank, in its metric's direction: "
+        "↑ higher is better, ↓ lower is better); "
         "–: not run on that board; failed: run without a value. Mean rank: over the columns that rank the "
         "method."
     )
@@ -152,5 +175,6 @@ def sections(report: ReportInput) -> list[Section]:
         f"{len(matrix.methods)} method(s); data / model: {', '.join(places)}). Each column ranks the methods "
         "in its metric's direction; methods are ordered by their mean rank across columns, a summary rather "
         "than evidence: the paired comparisons below say which differences on one metric are more than noise."
+        f"\n\nColumns by category: {categories_text(matrix.columns)}."
     )
     return [Section("Method × metric matrix", text, [table(matrix)])]
