@@ -867,7 +867,7 @@ def _run(registry: Registry, request: RunRequest, executor: Executor, progress: 
         execution.computed,
         checks,
         bool(ctx.metric.higher_is_better),
-        getattr(ctx.metric, "category", None),  # a third-party metric may not declare one
+        ctx.metric.category,
     )
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     ctx.store.merge([StoredRun(metric_entry.qualified, run_id, outcome.to_json(), run_arrays(results))])

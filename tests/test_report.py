@@ -143,6 +143,7 @@ def test_the_report_reads_every_result_back_as_it_was_computed(outcomes):
     assert [r.metric for r in saved] == METRICS
     for run_, outcome in zip(saved, computed, strict=True):
         assert run_.results == outcome.results and run_.higher_is_better == outcome.higher_is_better
+        assert run_.category == outcome.category == "ground_truth"  # LocalisationMetric's, subclasses too
 
 
 def _input(store: Path, extra: dict[str, object] = PLUGINS):

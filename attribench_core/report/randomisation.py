@@ -40,6 +40,14 @@ def layer_names(board: Board) -> dict[float, str]:
     return {}
 
 
+def axis_names(steps: list[float], layers: dict[float, str]) -> list[str] | None:
+    """The layer name of each step, for the x-axis; None when there are too many steps to read or a step
+    has no name."""
+    if len(steps) > NAMED_TICKS or not all(s in layers for s in steps):
+        return None
+    return [layers[s] for s in steps]
+
+
 def figure(board: Board, name: str, layers: dict[float, str]) -> Figure:
     """One line per method of the curve `name`; the layer names on the x-axis when there are few steps."""
     found = curves_of(board, name)
@@ -47,12 +55,12 @@ def figure(board: Board, name: str, layers: dict[float, str]) -> Figure:
     lines = {label: (curve.x, curve.y) for label, curve in found.items()}
     figures.curves(ax, lines, xlabel=next(iter(found.values())).x_name, ylabel=name)
     steps = sorted({x for curve in found.values() for x in curve.x})
-    named = len(steps) <= NAMED_TICKS and all(s in layers for s in steps)
-    if named:
-        ax.set_xticks(steps, [layers[s] for s in steps], rotation=45, ha="right", fontsize=7)
+    names = axis_names(steps, layers)
+    if names is not None:
+        ax.set_xticks(steps, names, rotation=45, ha="right", fontsize=7)
     caption = f"{name} per method over the steps; " + (
         "the x-axis names the layer randomised at each step."
-        if named
+        if names is not None
         else "the table below names the layer of each step."
         if layers
         else "the steps are not named."
