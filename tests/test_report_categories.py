@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from attribench_core.report import export, leaderboard, matrix, randomisation
+from attribench_core.report import export, figures, leaderboard, matrix, randomisation
 from attribench_core.report.assemble import build_sections
 from attribench_core.report.content import Figure, Table
 from attribench_core.report.reading import read_input
@@ -207,3 +207,12 @@ def test_the_newest_saved_category_wins_over_the_installed_one(tmp_path):
         ]
     )
     assert report_of(path).category("core.relevance_mass") == "old"
+
+
+def test_lines_that_coincide_are_told_apart_by_hollow_markers_of_shrinking_size():
+    _, ax = figures.new_figure()
+    figures.curves(ax, {"m.edge": ([1.0, 2.0], [1.0, 1.0]), "m.random": ([1.0, 2.0], [1.0, 1.0])})
+    randomisation.mark_apart(ax.lines)
+    assert [line.get_marker() for line in ax.lines] == ["o", "s"]
+    assert ax.lines[0].get_markersize() > ax.lines[1].get_markersize()
+    assert {line.get_markerfacecolor() for line in ax.lines} == {"none"}

@@ -9,6 +9,8 @@ randomised at each step) names the steps: on the x-axis when there are few, and 
 
 from __future__ import annotations
 
+from typing import Any
+
 from attribench_core.report import figures
 from attribench_core.report.content import Block, Figure, ReportInput, Section, Table
 from attribench_core.report.leaderboard import Board, boards
@@ -18,6 +20,7 @@ from attribench_core.result import Curve
 CATEGORY = "randomisation"
 NAMED_TICKS = 12  # at most this many steps are labelled with their layer names on the x-axis
 LAYER_COLUMNS = ("step", "layer")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # hollow, shrinking: lines that coincide stay visible
 
 
 def curves_of(board: Board, name: str) -> dict[str, Curve]:
@@ -48,12 +51,24 @@ def axis_names(steps: list[float], layers: dict[float, str]) -> list[str] | None
     return [layers[s] for s in steps]
 
 
+def mark_apart(lines: list[Any]) -> None:
+    """Give each line its own hollow marker, each smaller than the last, so that methods with equal curves
+    (maps that never change sit at the same similarity) are all seen."""
+    for k, line in enumerate(lines):
+        line.set_marker(MARKERS[k % len(MARKERS)])
+        line.set_markersize(max(11 - 2 * k, 3))
+        line.set_markerfacecolor("none")
+    if lines:
+        line.axes.legend(fontsize=7)  # again, so that the legend shows the markers
+
+
 def figure(board: Board, name: str, layers: dict[float, str]) -> Figure:
     """One line per method of the curve `name`; the layer names on the x-axis when there are few steps."""
     found = curves_of(board, name)
     fig, ax = figures.new_figure()
     lines = {label: (curve.x, curve.y) for label, curve in found.items()}
     figures.curves(ax, lines, xlabel=next(iter(found.values())).x_name, ylabel=name)
+    mark_apart(ax.lines)
     steps = sorted({x for curve in found.values() for x in curve.x})
     names = axis_names(steps, layers)
     if names is not None:
