@@ -19,3 +19,15 @@ def register_metrics(register):
     }
     for name, (target, description) in metrics.items():
         register(name, f"{PKG}.metrics:{target}", description=description, category="complexity")
+    randomisation = {
+        "mprt": (
+            "MPRT",
+            "Map similarity as the model's layers are re-initialised from the top (Adebayo et al. 2018)",
+        ),
+        "random_logit": (
+            "RandomLogit",
+            "Similarity of the maps of the predicted and of a random other class (Sixt et al. 2020)",
+        ),
+    }
+    for name, (target, description) in randomisation.items():
+        register(name, f"{PKG}.randomisation:{target}", description=description, category="randomisation")
