@@ -98,10 +98,19 @@ class Recorder:
         return maps.astype(np.float32)
 
 
-def quiet(call):
+def evaluate(metric, model, images, targets, recorder, a_batch=None):
+    """A Quantus metric called on all the images in one batch, its warnings silenced."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        return call()
+        return metric(
+            model=model,
+            x_batch=images,
+            y_batch=targets,
+            a_batch=a_batch,
+            explain_func=recorder,
+            batch_size=len(images),
+            device="cpu",
+        )
 
 
 def flat_ssim(a: np.ndarray, b: np.ndarray, batched: bool = True, **kwargs) -> np.ndarray:
@@ -119,17 +128,7 @@ def ssim_2d(a: np.ndarray, b: np.ndarray, batched: bool = True, **kwargs) -> lis
 
 def quantus_mprt(model, images, targets, recorder, similarity) -> dict[str, list[float]]:
     metric = quantus.MPRT(similarity_func=similarity, layer_order="top_down", abs=False, normalise=False)
-    return quiet(
-        lambda: metric(
-            model=model,
-            x_batch=images,
-            y_batch=targets,
-            a_batch=None,
-            explain_func=recorder,
-            batch_size=len(images),
-            device="cpu",
-        )
-    )
+    return evaluate(metric, model, images, targets, recorder)
 
 
 def mprt_values(model, images, targets) -> None:
@@ -175,19 +174,7 @@ def mprt_values(model, images, targets) -> None:
 
 def quantus_random_logit(model, images, targets, recorder, a_batch=None, **options) -> np.ndarray:
     metric = quantus.RandomLogit(num_classes=NUM_CLASSES, **options)
-    return np.asarray(
-        quiet(
-            lambda: metric(
-                model=model,
-                x_batch=images,
-                y_batch=targets,
-                a_batch=a_batch,
-                explain_func=recorder,
-                batch_size=len(images),
-                device="cpu",
-            )
-        )
-    )
+    return np.asarray(evaluate(metric, model, images, targets, recorder, a_batch))
 
 
 def random_logit_values(model, images, targets) -> None:

@@ -52,7 +52,7 @@ def reinitialise(module: nn.Module, generator: torch.Generator) -> None:
     seed = int(torch.randint(SEED_RANGE, (), generator=generator))
     device = next(module.parameters(recurse=False)).device
     with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)  # the CPU's only: CUDA's stays as found
         module.to("cpu")
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
