@@ -159,7 +159,8 @@ class RandomisationCheck(Metric):
     dataset = "core.toy"
     model = "core.toy_cnn"
 
-    def plain_request(self, ctx: MetricContext, **variant: Any) -> AttributionRequest:
+    def attribution_request(self, ctx: MetricContext, **variant: Any) -> AttributionRequest:
+        """The run's images on its pair: plain maps, or a variant's (`target=`, `alteration=`)."""
         return AttributionRequest(ctx.dataset_name, ctx.model_name, tuple(map(int, ctx.index)), **variant)
 
 
@@ -203,7 +204,10 @@ class MPRT(RandomisationCheck):
 
     def requests(self, ctx: MetricContext) -> list[AttributionRequest]:
         steps = self.steps(ctx)
-        return [self.plain_request(ctx), *(self.plain_request(ctx, alteration=s.alteration) for s in steps)]
+        return [
+            self.attribution_request(ctx),
+            *(self.attribution_request(ctx, alteration=s.alteration) for s in steps),
+        ]
 
     def compute(self, ctx: MetricContext, explainer: str) -> Result:
         steps = self.steps(ctx)
@@ -236,7 +240,7 @@ class RandomLogit(RandomisationCheck):
     options = (Param("similarity", "ssim", "how the two maps are compared", str, tuple(MEASURES)),)
 
     def requests(self, ctx: MetricContext) -> list[AttributionRequest]:
-        return [self.plain_request(ctx), self.plain_request(ctx, target="random_other")]
+        return [self.attribution_request(ctx), self.attribution_request(ctx, target="random_other")]
 
     def compute(self, ctx: MetricContext, explainer: str) -> Result:
         measure = self.opts["similarity"]
