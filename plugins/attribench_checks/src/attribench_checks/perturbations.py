@@ -27,8 +27,10 @@ class UniformNoise(Perturbation):
     draw: int = 0
 
     def perturb(self, images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
-        unit = torch.stack([torch.rand(images.shape[1:], generator=g) for g in generators])
-        return images + ((2 * unit - 1) * self.radius).to(images.device, images.dtype)
+        unit = torch.empty(images.shape)  # filled in place, image by image: no stacked copy
+        for row, generator in zip(unit, generators, strict=True):
+            torch.rand(row.shape, generator=generator, out=row)
+        return images + unit.mul_(2).sub_(1).mul_(self.radius).to(images.device, images.dtype)
 
 
 @dataclass(frozen=True)
