@@ -47,7 +47,7 @@ _GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
     "explainers and metrics": {
         "attribench_core.explainer": ("Explainer",),
         "attribench_core.metric": ("Metric", "MetricContext", "AttributionRequest"),
-        "attribench_core.variants": ("Perturbation", "Alteration"),
+        "attribench_core.variants": ("Perturbation", "Alteration", "perturbation_generators"),
         "attribench_core.result": (
             "Result",
             "Curve",

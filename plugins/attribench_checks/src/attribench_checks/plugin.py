@@ -4,33 +4,52 @@ from attribench_core import hookimpl
 
 PKG = "attribench_checks"
 
-# (module, category) → {name: (class, description)}
+# name: (module:class, category, description)
 METRICS = {
-    ("metrics", "complexity"): {
-        "sparseness": (
-            "Sparseness",
-            "Gini index of the map's |attribution| per pixel (Chalasani et al. 2020)",
-        ),
-        "complexity": (
-            "Complexity",
-            "Entropy of the pixels' fractional contribution |a_i| / Σ|a| (Bhatt et al. 2020)",
-        ),
-    },
-    ("randomisation", "randomisation"): {
-        "mprt": (
-            "MPRT",
-            "Map similarity as the model's layers are re-initialised from the top (Adebayo et al. 2018)",
-        ),
-        "random_logit": (
-            "RandomLogit",
-            "Similarity of the maps of the predicted and of a random other class (Sixt et al. 2020)",
-        ),
-    },
+    "sparseness": (
+        "metrics:Sparseness",
+        "complexity",
+        "Gini index of the map's |attribution| per pixel (Chalasani et al. 2020)",
+    ),
+    "complexity": (
+        "metrics:Complexity",
+        "complexity",
+        "Entropy of the pixels' fractional contribution |a_i| / Σ|a| (Bhatt et al. 2020)",
+    ),
+    "mprt": (
+        "randomisation:MPRT",
+        "randomisation",
+        "Map similarity as the model's layers are re-initialised from the top (Adebayo et al. 2018)",
+    ),
+    "random_logit": (
+        "randomisation:RandomLogit",
+        "randomisation",
+        "Similarity of the maps of the predicted and of a random other class (Sixt et al. 2020)",
+    ),
+    "max_sensitivity": (
+        "robustness:MaxSensitivity",
+        "robustness",
+        "Largest ‖Φ(x) − Φ(x')‖ / ‖Φ(x)‖ over uniform noise in an L∞ ball (Yeh et al. 2019)",
+    ),
+    "avg_sensitivity": (
+        "robustness:AvgSensitivity",
+        "robustness",
+        "Mean ‖Φ(x) − Φ(x')‖ / ‖Φ(x)‖ over uniform noise in an L∞ ball (Yeh et al. 2019)",
+    ),
+    "local_lipschitz": (
+        "robustness:LocalLipschitz",
+        "robustness",
+        "Largest ‖Φ(x) − Φ(x')‖ / ‖x − x'‖ over the same noise (Alvarez-Melis & Jaakkola 2018)",
+    ),
+    "input_invariance": (
+        "robustness:InputInvariance",
+        "axiomatic",
+        "Map unchanged when the first layer absorbs an input shift (Kindermans et al. 2017)",
+    ),
 }
 
 
 @hookimpl
 def register_metrics(register):
-    for (module, category), metrics in METRICS.items():
-        for name, (target, description) in metrics.items():
-            register(name, f"{PKG}.{module}:{target}", description=description, category=category)
+    for name, (target, category, description) in METRICS.items():
+        register(name, f"{PKG}.{target}", description=description, category=category)
