@@ -56,6 +56,8 @@ def test_removed_sets_the_masked_pixels_of_every_channel_to_the_baseline():
     assert out.shape == (1, 2, 2, 1, 2)
     assert out[0, 0].flatten().tolist() == [9.0, 3.0, 8.0, 6.0]
     assert out[0, 1].flatten().tolist() == [1.0, 9.0, -2.0, 8.0]
+    elements = torch.tensor([[[[[True, False]], [[False, False]]]]])  # one mask of channel 0, pixel 0
+    assert faithfulness.removed(images, elements, torch.zeros(1, 1, 1, 1)).flatten().tolist() == [0, 3, -2, 6]
 
 
 def test_attribution_sums_of_pixel_masks_and_of_elementwise_weights():

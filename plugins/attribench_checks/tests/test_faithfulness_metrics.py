@@ -23,14 +23,21 @@ def build(num_classes):
 """
 
 
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """One cache for the module's runs: the toy CNN is trained once."""
+    return str(tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(autouse=True)
+def shared_home(home, monkeypatch):
+    monkeypatch.setenv("ATTRIBENCH_HOME", home)
+
+
 def run(tmp_path, *args: str, store: str = "attribench.h5") -> dict[str, dict]:
-    """`attribench run ARGS --json` on a store and cache in tmp_path: the result rows by explainer."""
+    """`attribench run ARGS --json` on a store in tmp_path: the result rows by explainer."""
     with using_plugins({**PLUGINS, "x": ShuffledExecutor.plugin()}):
-        result = CliRunner().invoke(
-            cli,
-            ["run", *args, "--json", "--store", str(tmp_path / store)],
-            env={"ATTRIBENCH_HOME": str(tmp_path / "home")},
-        )
+        result = CliRunner().invoke(cli, ["run", *args, "--json", "--store", str(tmp_path / store)])
     assert result.exit_code == 0, result.output
     return {row["explainer"]: row for row in json.loads(result.stdout)["results"]}
 
@@ -145,10 +152,6 @@ def test_non_finite_and_constant_maps_are_skipped_with_their_reason():
 )
 def test_options_that_do_not_fit_are_refused_in_one_line(tmp_path, args, message):
     with using_plugins(PLUGINS):
-        result = CliRunner().invoke(
-            cli,
-            ["run", *args, "-e", "gradient", "--store", str(tmp_path / "s.h5")],
-            env={"ATTRIBENCH_HOME": str(tmp_path / "home")},
-        )
+        result = CliRunner().invoke(cli, ["run", *args, "-e", "gradient", "--store", str(tmp_path / "s.h5")])
     assert result.exit_code == 2, result.output
     assert message in result.output

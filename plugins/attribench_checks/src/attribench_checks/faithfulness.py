@@ -60,10 +60,12 @@ def baseline_values(images: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def removed(images: torch.Tensor, masks: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
-    """`[B, N, C, H, W]`: each image with the pixels of each of its masks `[B, N, H, W]` (all channels)
-    set to its baseline `[B, C|1, 1, 1]`."""
-    keep = ~masks[:, :, None]
-    return torch.where(keep, images[:, None], baseline[:, None])
+    """`[B, N, C, H, W]`: each image with what each of its masks covers set to its baseline
+    `[B, C|1, 1, 1]`; masks `[B, N, H, W]` cover pixels (all channels), `[B, N, C, H, W]` input
+    elements."""
+    if masks.dim() == 4:
+        masks = masks[:, :, None]
+    return torch.where(masks, baseline[:, None], images[:, None])
 
 
 def attribution_sums(maps: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
