@@ -17,10 +17,12 @@ Values, on Quantus's own perturbations (recorded or rebuilt) through our pure fu
   score them with `infidelity(scaled=False)`. Our metric's own values (Yeh et al.: random Gaussian I,
   optimal scale; or random single squares with binary I) measure something else: shown for reference.
 
-Speed: the same number of forward rows on each side: N random subsets per image (Quantus: N passes of B
-images; ours: `FaithfulnessCorrelation.evaluate`, all subsets of the batch in few passes), and the K
-grid patches (Quantus, `n_perturb_samples=1`) against our metric's square infidelity with K perturbations
-(drops not cached: a fresh metric each time).
+Speed: the same number of forward rows on each side for one map: N random subsets per image (Quantus: N
+passes of B images; ours: `FaithfulnessCorrelation.evaluate`, all subsets of the batch in few passes), and
+the K grid patches (Quantus, `n_perturb_samples=1`) against our metric's square infidelity with K
+perturbations. Then the same for three maps of the same images (input×gradient, gradient, noise), as a
+run with three explainers: Quantus does all its forward passes again for each map, our metric computes the
+model's outputs once and reuses them (a fresh metric each timed call, so nothing is cached between calls).
 
 Run: PYTHONPATH=... /work/qvenv/bin/python bench/quantus_faithfulness.py [--side 64] [--images 16]
 [--subsets 100] [--patch 4] [--repeats 3] [--threads 1] (needs `pip install -r bench/requirements.txt`).
@@ -40,6 +42,7 @@ from attribench_checks import faithfulness
 from attribench_checks.faithfulness_metrics import FaithfulnessCorrelation, Infidelity, target_outputs
 from timing import interleaved, machine
 
+from attribench_core import derive_seed
 from attribench_core.plugins import get_registry
 from attribench_core.progress import no_progress
 from attribench_core.runner import Resources, RunRequest, sample_index
@@ -47,8 +50,10 @@ from attribench_core.runner import Resources, RunRequest, sample_index
 SUBSET_SIZE = 224  # Quantus's default
 
 
-def load(count: int, side: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(toy CNN, `count` test images `[N,3,side,side]`, predictions, input×gradient maps)."""
+def load(
+    count: int, side: int
+) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(toy CNN, `count` test images `[N,3,side,side]`, predictions, input×gradient maps, gradients)."""
     resources = Resources(get_registry(), RunRequest(metric="checks.infidelity"), no_progress, {})
     model = resources.model("core.toy_cnn").module.eval()
     dataset = resources.dataset("core.toy")
@@ -58,7 +63,23 @@ def load(count: int, side: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Te
     logits = model(x)
     targets = logits.argmax(dim=1)
     logits.gather(1, targets[:, None]).sum().backward()
-    return model, images, targets, (x.grad * images).detach()
+    return model, images, targets, (x.grad * images).detach(), x.grad.detach()
+
+
+def call_quantus(metric, model, images, targets, maps) -> np.ndarray:
+    """A Quantus metric's per-sample values, all images in one batch (its fastest), warnings off."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.array(
+            metric(
+                model=model,
+                x_batch=images.numpy(),
+                y_batch=targets.numpy(),
+                a_batch=maps.numpy(),
+                device="cpu",
+                batch_size=len(images),
+            )
+        )
 
 
 def quantus_correlation(model, images, targets, maps, subsets: int, record: list | None = None):
@@ -80,18 +101,7 @@ def quantus_correlation(model, images, targets, maps, subsets: int, record: list
 
     np.random.choice = recording_choice if record is not None else choice
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return np.array(
-                metric(
-                    model=model,
-                    x_batch=images.numpy(),
-                    y_batch=targets.numpy(),
-                    a_batch=maps.numpy(),
-                    device="cpu",
-                    batch_size=len(images),
-                )
-            )
+        return call_quantus(metric, model, images, targets, maps)
     finally:
         np.random.choice = choice
 
@@ -133,18 +143,7 @@ def quantus_infidelity(model, images, targets, maps, patch: int, samples: int = 
         return_aggregate=False,
         disable_warnings=True,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return np.array(
-            metric(
-                model=model,
-                x_batch=images.numpy(),
-                y_batch=targets.numpy(),
-                a_batch=maps.numpy(),
-                device="cpu",
-                batch_size=len(images),
-            )
-        )
+    return call_quantus(metric, model, images, targets, maps)
 
 
 def cumulative_grid_masks(count: int, side: int, patch: int) -> torch.Tensor:
@@ -167,7 +166,7 @@ def ours_infidelity_on_grid(model, images, targets, maps, patch: int) -> np.ndar
 
 def metric_values(metric, model, images, targets, maps) -> np.ndarray:
     """Our metric's per-sample values with its own draws (generator per image, seed 0)."""
-    ctx = SimpleNamespace(rng=lambda purpose: np.random.default_rng(abs(hash(purpose)) % 2**32))
+    ctx = SimpleNamespace(rng=lambda purpose: np.random.default_rng(derive_seed(0, "metric", purpose)))
     index = np.arange(len(images))
     predicted, drops = metric.evaluate(ctx, model, images, maps, targets, index)
     return metric.score(predicted.double(), drops.double()).numpy()
@@ -183,24 +182,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, images, targets, maps = load(args.images, args.side)
+    model, images, targets, maps, gradients = load(args.images, args.side)
     count, side, patch = len(images), args.side, args.patch
     steps = (side // patch) ** 2
     print(f"{machine()}, torch threads {args.threads}; Quantus {quantus.__version__}")
     print(f"{count} toy images at {side}×{side}, input×gradient maps, toy CNN logits\n")
+    correlation = dict(subsets=args.subsets, subset_size=SUBSET_SIZE, baseline="min")
+    square = dict(perturbation="square", patch=patch, baseline="min", scale="none", perturbations=steps)
 
     record: list = []
     np.random.seed(0)
     theirs = quantus_correlation(model, images, targets, maps, args.subsets, record)
     masks = element_masks(record, count, args.subsets, tuple(images.shape[1:]))
     same = ours_correlation_on(model, images, targets, maps, masks)
-    own = metric_values(
-        FaithfulnessCorrelation(subsets=args.subsets, subset_size=SUBSET_SIZE, baseline="min"),
-        model,
-        images,
-        targets,
-        maps,
-    )
+    own = metric_values(FaithfulnessCorrelation(**correlation), model, images, targets, maps)
     print(f"FaithfulnessCorrelation, {args.subsets} subsets of {SUBSET_SIZE}:")
     print(f"  on Quantus's element subsets: max |ours − Quantus| = {np.nanmax(np.abs(same - theirs)):.2e}")
     print(
@@ -215,39 +210,45 @@ def main() -> None:
     print(f"  on Quantus's perturbations: max relative |ours − Quantus| = {relative.max():.2e}")
     repeated = quantus_infidelity(model, images, targets, maps, patch, samples=2)
     print(f"  n_perturb_samples 2 vs 1: max |difference| = {np.abs(repeated - theirs).max():.2e}")
-    square = Infidelity(perturbation="square", patch=patch, baseline="min", scale="none", perturbations=steps)
-    default = Infidelity()
     print(f"  means: Quantus {theirs.mean():.4g}, ours on its grid {grid.mean():.4g}")
-    for name, metric in (("square, none", square), ("default: gaussian 0.1, optimal", default)):
+    for name, metric in (
+        ("square, none", Infidelity(**square)),
+        ("default: gaussian 0.1, optimal", Infidelity()),
+    ):
         print(f"  ours ({name}): mean {metric_values(metric, model, images, targets, maps).mean():.4g}")
+
+    noise = torch.rand(maps.shape, generator=torch.Generator().manual_seed(0))
+    others = [maps, gradients, noise]  # input×gradient, gradient, uniform noise
+
+    def ours(metric_class, options, explained):
+        metric = metric_class(**options)  # fresh: its drops are computed once, then reused for each map
+        return [metric_values(metric, model, images, targets, m) for m in explained]
+
+    def quantus_maps(score, explained):
+        return [score(model, images, targets, m) for m in explained]
 
     times = interleaved(
         {
-            "quantus correlation": lambda: quantus_correlation(model, images, targets, maps, args.subsets),
-            "ours correlation": lambda: metric_values(
-                FaithfulnessCorrelation(subsets=args.subsets, subset_size=SUBSET_SIZE, baseline="min"),
-                model,
-                images,
-                targets,
-                maps,
+            "quantus correlation 1": lambda: quantus_correlation(model, images, targets, maps, args.subsets),
+            "ours correlation 1": lambda: ours(FaithfulnessCorrelation, correlation, others[:1]),
+            "quantus correlation 3": lambda: quantus_maps(
+                lambda *a: quantus_correlation(*a, args.subsets), others
             ),
-            "quantus infidelity": lambda: quantus_infidelity(model, images, targets, maps, patch),
-            "ours infidelity": lambda: metric_values(
-                Infidelity(
-                    perturbation="square", patch=patch, baseline="min", scale="none", perturbations=steps
-                ),
-                model,
-                images,
-                targets,
-                maps,
-            ),
+            "ours correlation 3": lambda: ours(FaithfulnessCorrelation, correlation, others),
+            "quantus infidelity 1": lambda: quantus_infidelity(model, images, targets, maps, patch),
+            "ours infidelity 1": lambda: ours(Infidelity, square, others[:1]),
+            "quantus infidelity 3": lambda: quantus_maps(lambda *a: quantus_infidelity(*a, patch), others),
+            "ours infidelity 3": lambda: ours(Infidelity, square, others),
         },
         args.repeats,
     )
-    print(f"\nmedian seconds of {args.repeats} interleaved repeats ({count} images):")
+    print(f"\nmedian seconds of {args.repeats} interleaved repeats ({count} images; 1 map, or 3 maps:")
+    print("input×gradient, gradient, noise; ours computes the model's outputs once for the 3):")
     for family in ("correlation", "infidelity"):
-        theirs_s, ours_s = times[f"quantus {family}"], times[f"ours {family}"]
-        print(f"  {family}: Quantus {theirs_s:.2f} s, ours {ours_s:.2f} s, ratio {theirs_s / ours_s:.1f}×")
+        for maps_count in (1, 3):
+            theirs_s, ours_s = times[f"quantus {family} {maps_count}"], times[f"ours {family} {maps_count}"]
+            line = f"Quantus {theirs_s:.2f} s, ours {ours_s:.2f} s, {theirs_s / ours_s:.1f}×"
+            print(f"  {family}, {maps_count} map(s): {line}")
 
 
 if __name__ == "__main__":
