@@ -39,7 +39,12 @@ import quantus
 import torch
 import torch.nn.functional as F
 from attribench_checks import faithfulness
-from attribench_checks.faithfulness_metrics import FaithfulnessCorrelation, Infidelity, target_outputs
+from attribench_checks.faithfulness_metrics import (
+    FaithfulnessCorrelation,
+    Infidelity,
+    PerturbationMetric,
+    target_outputs,
+)
 from timing import interleaved, machine
 
 from attribench_core import derive_seed
@@ -115,15 +120,9 @@ def element_masks(record: list, count: int, subsets: int, shape: tuple[int, ...]
 
 
 def drops_of(model, images, targets, perturbed) -> torch.Tensor:
-    """`[B, N]` target-output drops of perturbed `[B, N, C, H, W]`, in passes of at most 512 rows."""
+    """`[B, N]` target-output drops of perturbed `[B, N, C, H, W]`, as our metrics run the model."""
     reference = target_outputs(model, images, targets)
-    count, n = perturbed.shape[:2]
-    rows = perturbed.flatten(0, 1)
-    repeated = targets.repeat_interleave(n)
-    outputs = torch.cat(
-        [target_outputs(model, rows[s : s + 512], repeated[s : s + 512]) for s in range(0, len(rows), 512)]
-    )
-    return reference[:, None] - outputs.view(count, n)
+    return reference[:, None] - PerturbationMetric.outputs(model, perturbed, targets)
 
 
 def ours_correlation_on(model, images, targets, maps, masks) -> np.ndarray:

@@ -6,7 +6,8 @@ import attribench_methods.plugin
 import numpy as np
 import pytest
 import torch
-from attribench_checks.faithfulness_metrics import FaithfulnessCorrelation, Infidelity
+from attribench_checks import faithfulness_metrics
+from attribench_checks.faithfulness_metrics import FaithfulnessCorrelation, Infidelity, PerturbationMetric
 from click.testing import CliRunner
 
 from attribench_core.cli import cli
@@ -155,3 +156,20 @@ def test_options_that_do_not_fit_are_refused_in_one_line(tmp_path, args, message
         result = CliRunner().invoke(cli, ["run", *args, "-e", "gradient", "--store", str(tmp_path / "s.h5")])
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_forward_passes_are_small_on_a_cpu_and_large_on_an_accelerator():
+    assert faithfulness_metrics.pass_rows(torch.device("cpu"), 3 * 224 * 224) == 3
+    assert faithfulness_metrics.pass_rows(torch.device("cpu"), 2**20) == 1
+    assert faithfulness_metrics.pass_rows(torch.device("cuda"), 3 * 224 * 224) == 222
+
+
+def test_outputs_in_many_passes_equal_one_pass(monkeypatch):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    perturbed, targets = torch.rand(2, 5, 3, 2, 2), torch.tensor([2, 0])
+    one_pass = PerturbationMetric.outputs(model, perturbed, targets)
+    assert one_pass.shape == (2, 5)
+    np.testing.assert_array_equal(one_pass[1], model(perturbed[1].flatten(1))[:, 0].detach())
+    monkeypatch.setitem(faithfulness_metrics.PASS_ELEMENTS, "cpu", 24)  # two images a pass
+    torch.testing.assert_close(PerturbationMetric.outputs(model, perturbed, targets), one_pass)

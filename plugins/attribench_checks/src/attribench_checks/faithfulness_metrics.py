@@ -1,8 +1,9 @@
 """The faithfulness checks as attribench `Metric`s: does what the map predicts of random perturbations
 match what the model does? Thin classes around `faithfulness`.
 
-Each reads the stored maps and runs the model itself on the device, batch by batch: all perturbations of
-a batch go through the model in a few large forward passes (`FORWARD_ELEMENTS` input values a pass). The
+Each reads the stored maps and runs the model itself on the device, batch by batch: the perturbations of
+a batch are drawn and applied together (`STEP_ELEMENTS` input values at a time) and go through the model
+in passes sized for the device (`pass_rows`). The
 perturbations of an image come from its own generator (`ctx.rng`, from the run seed, the metric and the
 image's dataset index), so every explainer is scored on the same perturbations, whatever the batch size;
 the model's outputs on them are computed once per run and reused for every explainer. The output f_y is
@@ -32,7 +33,17 @@ from attribench_core import (
 from . import faithfulness
 
 NONFINITE = "non-finite attribution"
-FORWARD_ELEMENTS = 2**25  # input values per forward pass (128 MiB of float32): 10922 images of 3×32×32
+STEP_ELEMENTS = 2**25  # perturbed input values held at once (128 MiB of float32): 10922 images of 3×32×32
+# Input values per forward pass: large on an accelerator; small on a CPU, where passes of a few 224×224
+# images ran twice as fast per image as passes of 16 or more (one thread, toy CNN; bench/RESULTS.md).
+PASS_ELEMENTS = {"cpu": 2**19}
+ACCELERATOR_PASS_ELEMENTS = 2**25
+
+
+def pass_rows(device: torch.device, image_elements: int) -> int:
+    """How many images of `image_elements` values one forward pass on `device` takes."""
+    elements = PASS_ELEMENTS.get(device.type, ACCELERATOR_PASS_ELEMENTS)
+    return max(1, elements // image_elements)
 
 
 def target_outputs(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -95,7 +106,7 @@ class PerturbationMetric(Metric):
             maps = torch.from_numpy(stored.attribution[keep]).to(device, torch.float32)
             targets = torch.as_tensor(stored.target[keep], dtype=torch.long, device=device)
             predicted, drops = self.evaluate(ctx, model, images, maps, targets, stored.index[keep])
-            scores = self.score(predicted, drops).double().cpu().numpy()
+            scores = self.score(predicted, drops).cpu().double().numpy()
             defined = ~np.isnan(scores)
             skipped[self.undefined] += int((~defined).sum())
             values.append(scores[defined])
@@ -134,18 +145,24 @@ class PerturbationMetric(Metric):
 
     def draws_in_steps(self, rngs: list[np.random.Generator], images: torch.Tensor) -> Iterator[torch.Tensor]:
         """Each image's perturbations `[B, n, ...]` on the images' device, n at a time: as many as
-        `FORWARD_ELEMENTS` allows in one forward pass of the batch."""
+        `STEP_ELEMENTS` allows for the batch."""
         count, shape = self.opts[self.count_option], tuple(images.shape[1:])
-        step = max(1, FORWARD_ELEMENTS // images.numel())
+        step = max(1, STEP_ELEMENTS // images.numel())
         for start in range(0, count, step):
             n = min(step, count - start)
             yield torch.from_numpy(np.stack([self.draw(rng, n, shape) for rng in rngs])).to(images.device)
 
     @staticmethod
     def outputs(model: torch.nn.Module, perturbed: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """`[B, n]` the target outputs of the perturbed images `[B, n, C, H, W]`, in one forward pass."""
+        """`[B, n]` the target outputs of the perturbed images `[B, n, C, H, W]`, `pass_rows` a pass."""
         size, n = perturbed.shape[:2]
-        return target_outputs(model, perturbed.flatten(0, 1), targets.repeat_interleave(n)).view(size, n)
+        rows, repeated = perturbed.flatten(0, 1), targets.repeat_interleave(n)
+        step = pass_rows(rows.device, rows[0].numel())
+        parts = [
+            target_outputs(model, rows[s : s + step], repeated[s : s + step])
+            for s in range(0, len(rows), step)
+        ]
+        return torch.cat(parts).view(size, n)
 
 
 BASELINE = Param(
