@@ -26,6 +26,16 @@ METRICS = {
         "randomisation",
         "Similarity of the maps of the predicted and of a random other class (Sixt et al. 2020)",
     ),
+    "infidelity": (
+        "faithfulness_metrics:Infidelity",
+        "faithfulness",
+        "E[(IᵀΦ − (f_y(x) − f_y(x − I)))²] over random perturbations I (Yeh et al. 2019)",
+    ),
+    "faithfulness_correlation": (
+        "faithfulness_metrics:FaithfulnessCorrelation",
+        "faithfulness",
+        "Correlation of Σ_S Φ and the output drop when pixel subsets S are removed (Bhatt et al. 2020)",
+    ),
     "max_sensitivity": (
         "robustness:MaxSensitivity",
         "robustness",
