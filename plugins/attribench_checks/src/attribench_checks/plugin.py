@@ -19,3 +19,10 @@ def register_metrics(register):
     }
     for name, (target, description) in metrics.items():
         register(name, f"{PKG}.metrics:{target}", description=description, category="complexity")
+    register(
+        "data_randomisation",
+        f"{PKG}.data_randomisation:DataRandomisation",
+        description="Similarity of maps of the model and of its twin trained on permuted labels "
+        "(Adebayo et al. 2018)",
+        category="randomisation",
+    )
