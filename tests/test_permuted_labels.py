@@ -12,6 +12,7 @@ import abfixture.plugin
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 from attribench_core import (
     AttributionRequest,
@@ -25,6 +26,7 @@ from attribench_core import (
     hookimpl,
 )
 from attribench_core.builtin.toy import make_toy
+from attribench_core.cli import cli
 from attribench_core.identity import short_hash
 from attribench_core.keys import training_data, weights_key
 from attribench_core.permuted_labels import PermutedLabelsDataset, chance_accuracy, twin_check
@@ -205,6 +207,17 @@ def test_the_twin_s_maps_are_its_own_and_its_check_is_recorded(registry, tmp_pat
     provenance = [t.provenance for t in plan(prepare(registry, _request(tmp_path, store=tmp_path / "b.h5")))]
     assert {p["model"] for p in provenance} == {"t2.small"}
     assert [p.get("training") for p in provenance].count(TWIN.identity()) == 2
+
+
+def test_the_run_prints_the_twin_s_check(tmp_path):
+    with using_plugins(PLUGINS):
+        result = CliRunner().invoke(
+            cli, ["run", "t2.twins", "-e", "t.grad", "--num-imgs", "4", "--store", str(tmp_path / "s.h5")]
+        )
+    assert result.exit_code == 0, result.output
+    line = " ".join(result.output.split())
+    assert "t2.small:permuted_labels (trained; train_accuracy" in line or "(cache; train_accuracy" in line
+    assert "chance_accuracy" in line and "check failed)" in line  # 2 epochs do not memorise 48 labels
 
 
 def test_workers_load_the_same_twin_and_compute_the_same_maps(registry, tmp_path):
