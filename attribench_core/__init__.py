@@ -48,6 +48,7 @@ _GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
         "attribench_core.explainer": ("Explainer",),
         "attribench_core.metric": ("Metric", "MetricContext", "AttributionRequest"),
         "attribench_core.variants": ("Perturbation", "Alteration", "perturbation_generators"),
+        "attribench_core.permuted_labels": ("PermutedLabels",),
         "attribench_core.result": (
             "Result",
             "Curve",

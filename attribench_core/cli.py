@@ -462,7 +462,8 @@ def _print_outcome(outcome: Any) -> None:
     models = []
     for check in outcome.models or [outcome.verification]:
         summary = ", ".join(f"{k} {val:.3f}" for k, val in check.items() if isinstance(val, float))
-        models.append(f"{check['model']} ({check['source']}{'; ' + summary if summary else ''})")
+        failed = "; check failed" if check.get("passed") is False else ""  # a random-label twin's
+        models.append(f"{check['model']} ({check['source']}{'; ' + summary if summary else ''}{failed})")
     console.print(
         f"model{'s' if len(models) > 1 else ''} {', '.join(models)}; "
         f"{outcome.computed} attributions computed, results saved in {outcome.provenance['store']}"

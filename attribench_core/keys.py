@@ -31,10 +31,19 @@ def training_data(dataset: str, options: dict[str, Any]) -> dict[str, Any]:
     return {"dataset": dataset, "options": options}
 
 
-def weights_key(name: str, module: torch.nn.Module, recipe: Recipe, data: dict[str, Any], seed: int) -> str:
+def weights_key(
+    name: str,
+    module: torch.nn.Module,
+    recipe: Recipe,
+    data: dict[str, Any],
+    seed: int,
+    training: dict[str, Any] | None = None,
+) -> str:
     """The cache key of trained weights: the model, its architecture and recipe, the training data and
-    seed, and what makes training reproducible (torch minor version, thread count)."""
-    identity = {
+    seed, and what makes training reproducible (torch minor version, thread count); `training`, the
+    identity of a training variant (`PermutedLabels`), only when there is one, so that the keys of
+    ordinary models stay what they were."""
+    identity: dict[str, Any] = {
         "model": name,
         "architecture": repr(module),
         "recipe": dataclasses.asdict(recipe),
@@ -43,6 +52,8 @@ def weights_key(name: str, module: torch.nn.Module, recipe: Recipe, data: dict[s
         "torch": ".".join(torch.__version__.split(".")[:2]),
         "training_threads": TRAINING_THREADS,
     }
+    if training:
+        identity["training"] = training
     return short_hash(identity, 16)
 
 

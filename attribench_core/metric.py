@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import torch
 
     from attribench_core.dataset import Batch, Dataset
+    from attribench_core.model import Verification
+    from attribench_core.permuted_labels import PermutedLabels
     from attribench_core.result import Result
     from attribench_core.store import Stored
     from attribench_core.variants import Alteration, Perturbation
@@ -31,7 +33,8 @@ TARGETS = ("prediction", "label", "random_other")
 class AttributionRequest:
     """Attributions a metric needs: these dataset indices, on this (dataset, model), for each explainer;
     optionally of perturbed inputs and/or of an altered copy of the model (see `variants`), whose target is
-    still taken from the unperturbed inputs on the unaltered model."""
+    still taken from the unperturbed inputs on the unaltered model; optionally on the model's twin trained
+    on permuted labels instead (`training`, see `permuted_labels`), whose target is its own."""
 
     dataset: str
     model: str
@@ -39,6 +42,7 @@ class AttributionRequest:
     target: str = "prediction"
     perturbation: Perturbation | None = None
     alteration: Alteration | None = None
+    training: PermutedLabels | None = None
 
 
 class MetricContext(Protocol):
@@ -58,9 +62,15 @@ class MetricContext(Protocol):
     def load_dataset(self, name: str, split: str = "test") -> Dataset:
         """Dataset `name` of the run (with the metric's dataset options), e.g. to choose images by bucket."""
 
-    def load_model(self, name: str) -> torch.nn.Module:
+    def load_model(self, name: str, training: PermutedLabels | None = None) -> torch.nn.Module:
         """Model `name` of the run (trained or loaded as for attributions), in eval mode on the device: for
-        metrics that look at the model itself (e.g. BAM's TCAV)."""
+        metrics that look at the model itself (e.g. BAM's TCAV); with `training`, its twin trained on
+        permuted labels."""
+
+    def model_check(self, name: str, training: PermutedLabels | None = None) -> Verification | None:
+        """The check of model `name` (with `training`, of its twin on permuted labels) as the run loaded it:
+        passed or not and its numbers; None where nothing was checked (weights from a file, a user's
+        network)."""
 
     def explainer_name(self, label: str) -> str:
         """The qualified name (`methods.ig`) behind a result label (`methods.ig:steps=32`)."""
@@ -83,9 +93,10 @@ class MetricContext(Protocol):
         target: str | None = None,
         perturbation: Perturbation | None = None,
         alteration: Alteration | None = None,
+        training: PermutedLabels | None = None,
     ) -> Iterator[Stored]:
         """The stored attributions alone, as `attribution_batches` cuts them (no images loaded); `target`
-        (the metric's by default) and the variants select maps that a request asked for."""
+        (the metric's by default), the variants and `training` select maps that a request asked for."""
 
     def device_batches(self, index: Any = None, *, dataset: str | None = None) -> Iterator[Batch]:
         """Dataset samples `batch_size` at a time (the run's images by default), images on the device: for

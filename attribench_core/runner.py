@@ -26,7 +26,7 @@ from attribench_core.executor import Executor, Failed, LocalExecutor, Work, in_o
 from attribench_core.explainer import Explainer
 from attribench_core.keys import attribution_key, dataset_key, training_data
 from attribench_core.metric import TARGETS, AttributionRequest, Metric
-from attribench_core.model import Model, model_info
+from attribench_core.model import Model, Verification, model_info
 from attribench_core.model_sources import (
     ModelSource,
     UserModel,
@@ -35,6 +35,7 @@ from attribench_core.model_sources import (
     set_cam_layer,
 )
 from attribench_core.params import parse_assignments, resolve_params
+from attribench_core.permuted_labels import PermutedLabels
 from attribench_core.progress import Progress, no_progress
 from attribench_core.registry import Entry, Registry
 from attribench_core.result import Result, StoredRun, run_arrays
@@ -116,6 +117,7 @@ class AttributionTask:
     provenance: dict[str, Any]
     perturbation: Perturbation | None = None
     alteration: Alteration | None = None
+    training: PermutedLabels | None = None
 
     def work(self, index: np.ndarray) -> BatchWork:
         """The unit of work of one of its batches, as an executor sends it to a worker."""
@@ -129,6 +131,7 @@ class AttributionTask:
             index,
             self.perturbation,
             self.alteration,
+            self.training,
         )
 
 
@@ -144,6 +147,7 @@ class BatchWork:
     index: np.ndarray
     perturbation: Perturbation | None = None
     alteration: Alteration | None = None
+    training: PermutedLabels | None = None  # the model's twin trained on permuted labels instead
 
 
 @dataclass
@@ -182,7 +186,7 @@ class Resources:
         self.registry, self.request, self.progress = registry, request, progress
         self.train = train  # False on a worker: models come from the cache, never trained there
         self._datasets: dict[tuple[str, str], Dataset] = {}
-        self._models: dict[str, LoadedModel] = {}
+        self._models: dict[tuple[str, PermutedLabels | None], LoadedModel] = {}
         self._user_models: dict[str, tuple[ModelSource, str]] = {}  # name -> (source, dataset)
         self.default_options = default_options  # the metric's dataset options, for every dataset it uses
         self.dataset_options: dict[str, dict[str, Any]] = {}
@@ -243,9 +247,11 @@ class Resources:
         """Whether `name` is the user's model (from `resolve_model`), not a registered one."""
         return name in self._user_models
 
-    def model(self, name: str) -> LoadedModel:
+    def model(self, name: str, training: PermutedLabels | None = None) -> LoadedModel:
+        """Model `name` loaded once per run (trained, from the cache, a file or built), or with `training`
+        its twin trained on permuted labels."""
         key = name if name in self._user_models else self.entry("model", name).qualified
-        if key not in self._models:
+        if (key, training) not in self._models:
             model, data = self._user_model(key) if key in self._user_models else self._registered_model(key)
             loaded = obtain_model(
                 model,
@@ -258,11 +264,12 @@ class Resources:
                 retrain=self.request.retrain,
                 train=self.train,
                 progress=self.progress,
+                training=training,
             )
             if key == self.weights_model and self.request.cam_layer:
                 set_cam_layer(loaded.module, self.request.cam_layer)
-            self._models[key] = loaded
-        return self._models[key]
+            self._models[key, training] = loaded
+        return self._models[key, training]
 
     def _registered_model(self, name: str) -> tuple[Model, str]:
         """The registered model `name` and its dataset, whose options the model may set."""
@@ -285,8 +292,8 @@ class Resources:
         passed, the check's table) of every model loaded so far: saved with each run, so a report needs only
         the store."""
         checks = []
-        for name, m in self._models.items():
-            check: dict[str, Any] = {"model": name, "source": m.source, "weights_hash": m.weights_hash}
+        for m in self._models.values():
+            check: dict[str, Any] = {"model": m.name, "source": m.source, "weights_hash": m.weights_hash}
             if m.verification is not None:
                 check.update(m.verification.summary)
                 check.update(passed=m.verification.passed, table=m.verification.table)
@@ -332,8 +339,8 @@ class RunContext:
         self._explainers: dict[tuple[str, str, str], Explainer] = {}  # built once per (label, data, model)
         self._group_keys: dict[tuple[Any, ...], GroupKey] = {}
         self._altered: dict[
-            tuple[str, Alteration], torch.nn.Module
-        ] = {}  # built once per (model, alteration)
+            tuple[str, PermutedLabels | None, Alteration], torch.nn.Module
+        ] = {}  # built once per (model, training, alteration)
 
     @property
     def request(self) -> RunRequest:
@@ -359,8 +366,11 @@ class RunContext:
     def load_dataset(self, name: str, split: str = "test") -> Dataset:
         return self.resources.dataset(name, split)
 
-    def load_model(self, name: str) -> torch.nn.Module:
-        return self.resources.model(name).module
+    def load_model(self, name: str, training: PermutedLabels | None = None) -> torch.nn.Module:
+        return self.resources.model(name, training).module
+
+    def model_check(self, name: str, training: PermutedLabels | None = None) -> Verification | None:
+        return self.resources.model(name, training).verification
 
     def explainer_name(self, label: str) -> str:
         return self.explainers[label].entry.qualified
@@ -368,17 +378,19 @@ class RunContext:
     def rng(self, purpose: str) -> np.random.Generator:
         return np.random.default_rng(derive_seed(self.seed, "metric", purpose))
 
-    def altered_model(self, model: str, alteration: Alteration) -> torch.nn.Module:
-        """A copy of `model` (loaded as for attributions) altered by `alteration`, built once per run and
-        worker; the run's model itself is never changed."""
+    def altered_model(
+        self, model: str, alteration: Alteration, training: PermutedLabels | None = None
+    ) -> torch.nn.Module:
+        """A copy of `model` (or of its twin on permuted labels: `training`), loaded as for attributions,
+        altered by `alteration`, built once per run and worker; the run's model itself is never changed."""
         import copy
 
-        if (model, alteration) not in self._altered:
-            loaded = self.resources.model(model)
+        if (model, training, alteration) not in self._altered:
+            loaded = self.resources.model(model, training)
             module = copy.deepcopy(loaded.module).eval()
             generator = alteration_generator(self.seed, alteration, loaded.weights_hash)
-            self._altered[model, alteration] = alteration.alter(module, generator).eval()
-        return self._altered[model, alteration]
+            self._altered[model, training, alteration] = alteration.alter(module, generator).eval()
+        return self._altered[model, training, alteration]
 
     def group_key(
         self,
@@ -388,13 +400,16 @@ class RunContext:
         target: str,
         perturbation: Perturbation | None = None,
         alteration: Alteration | None = None,
+        training: PermutedLabels | None = None,
     ) -> GroupKey:
-        """Where `explainer`'s attributions of `dataset` on `model` (of a variant, if given) are stored
-        (`keys.attribution_key`), computed once per run."""
-        asked = (dataset, model, explainer.label, target, perturbation, alteration)
+        """Where `explainer`'s attributions of `dataset` on `model` (of a variant, if given; on its twin on
+        permuted labels with `training`: the twin's own model key) are stored (`keys.attribution_key`),
+        computed once per run."""
+        asked = (dataset, model, explainer.label, target, perturbation, alteration, training)
         if asked not in self._group_keys:
-            loaded = self.resources.model(model)
-            given = self.request.cam_layer if loaded.name == self.resources.weights_model else None
+            loaded = self.resources.model(model, training)
+            base = self.resources.model(model).name
+            given = self.request.cam_layer if base == self.resources.weights_model else None
             self._group_keys[asked] = attribution_key(
                 self.resources.dataset_key(dataset),
                 loaded.key,
@@ -424,11 +439,13 @@ class RunContext:
         target: str | None = None,
         perturbation: Perturbation | None = None,
         alteration: Alteration | None = None,
+        training: PermutedLabels | None = None,
     ) -> Iterator[Stored]:
         dataset, model = dataset or self.dataset_name, model or self.model_name
         index = self.index if index is None else np.asarray(index, dtype=np.int64)
         config = self.explainers[explainer]
-        key = self.group_key(dataset, model, config, target or self.metric.target, perturbation, alteration)
+        target = target or self.metric.target
+        key = self.group_key(dataset, model, config, target, perturbation, alteration, training)
         with self.store.reader(key) as reader:  # opened once: each batch is one lookup and its chunks
             for start in range(0, len(index), self.batch_size):
                 yield reader.read(index[start : start + self.batch_size])
@@ -533,7 +550,7 @@ def prepare(
     )
     ctx.requests = metric.requests(ctx)
     for req in ctx.requests:
-        resources.model(req.model)  # trained here, so that planning has no side effects
+        resources.model(req.model, req.training)  # trained here, so that planning has no side effects
     return ctx
 
 
@@ -574,9 +591,11 @@ def plan(ctx: RunContext) -> list[AttributionTask]:
     (reads only: the models were loaded by `prepare`)."""
     tasks = []
     for req in ctx.requests:
-        loaded = ctx.resources.model(req.model)
+        loaded = ctx.resources.model(req.model, req.training)
         for config in ctx.explainers.values():
-            key = ctx.group_key(req.dataset, req.model, config, req.target, req.perturbation, req.alteration)
+            key = ctx.group_key(
+                req.dataset, req.model, config, req.target, req.perturbation, req.alteration, req.training
+            )
             index = np.asarray(req.index, dtype=np.int64)
             missing = set(ctx.store.missing(key, index).tolist())
             # Batches are cut from the full index list, so a resumed run recomputes exactly the same batches.
@@ -613,6 +632,7 @@ def plan(ctx: RunContext) -> list[AttributionTask]:
                     provenance,
                     req.perturbation,
                     req.alteration,
+                    req.training,
                 )
             )
     return tasks
@@ -625,6 +645,8 @@ def _variant_provenance(req: AttributionRequest) -> dict[str, Any]:
         described["perturbation"] = req.perturbation.identity()
     if req.alteration is not None:
         described["alteration"] = req.alteration.identity()
+    if req.training is not None:
+        described["training"] = req.training.identity()
     return described
 
 
@@ -697,13 +719,13 @@ def attribute_batch(ctx: RunContext, work: BatchWork) -> BatchOutput:
     Each batch draws from its own generator (seed, explainer, dataset key, model weights, first index): the
     same maps whatever worker computes it, in whatever order, and independent draws for another model or
     another version of the images, so that a random method is a chance reference in comparisons."""
-    loaded = ctx.resources.model(work.model)
+    loaded = ctx.resources.model(work.model, work.training)
     if loaded.weights_hash != work.weights_hash:
         raise UsageProblem(
-            f"This worker's weights of {work.model} differ from the driver's ({loaded.weights_hash} vs "
+            f"This worker's weights of {loaded.name} differ from the driver's ({loaded.weights_hash} vs "
             f"{work.weights_hash}); share ATTRIBENCH_HOME between the machines or copy its models/ folder."
         )
-    explainer = ctx.explainer(work.explainer, work.dataset, work.model)
+    explainer = ctx.explainer(work.explainer, work.dataset, loaded.name)
     config = ctx.explainers[work.explainer]
     batch = ctx.resources.dataset(work.dataset).batch(work.index)
     inputs = batch.images.to(ctx.device)
@@ -717,7 +739,7 @@ def attribute_batch(ctx: RunContext, work: BatchWork) -> BatchOutput:
             generators = perturbation_generators(ctx.seed, work.perturbation, work.index)
             inputs = work.perturbation.perturb(inputs, generators)
         if work.alteration is not None:
-            model = ctx.altered_model(work.model, work.alteration)
+            model = ctx.altered_model(work.model, work.alteration, work.training)
         if model is not loaded.module or work.perturbation is not None:
             with torch.no_grad():  # the prediction of what is explained: the variant's
                 prediction = model(inputs).argmax(1)

@@ -7,7 +7,9 @@ fails to load is retrained; an interrupted training resumes from its last epoch 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -25,6 +27,7 @@ from attribench_core.dataset import Dataset
 from attribench_core.errors import ModelError, UsageProblem
 from attribench_core.keys import model_key, weights_key
 from attribench_core.model import Model, ModelInfo, Verification, attach_info
+from attribench_core.permuted_labels import PermutedLabels, PermutedLabelsDataset, twin_check
 from attribench_core.progress import Progress, no_progress
 from attribench_core.seeding import derive_seed
 from attribench_core.training import fixed_threads
@@ -76,13 +79,32 @@ def obtain_model(
     retrain: bool = False,
     train: bool = True,
     progress: Progress = no_progress,
+    training: PermutedLabels | None = None,
 ) -> LoadedModel:
     """Build `model` and give it weights; `datasets(split)` returns its train/test data, which `data_key`
     identifies (`keys.training_data`). `train=False` (a worker of a distributed executor): trained weights
-    only from the cache, never trained here."""
+    only from the cache, never trained here. `training`: the model's twin trained on permuted labels
+    instead (`permuted_labels`), named `training.twin_name(name)`, whose failed check is recorded, not
+    raised."""
     test_set = datasets("test")
     shape = test_set.num_classes, test_set.image_shape
-    if weights_file is not None:
+    if training is not None:
+        _check_twin_trainable(model, name, weights_file)
+        twin = _twin_model(model, training)
+        loaded = _from_cache_or_training(
+            twin,
+            twin.build(*shape),
+            training.twin_name(name),
+            _permuted_training_set(datasets, training, seed),
+            data_key,
+            seed,
+            device,
+            retrain,
+            train,
+            progress,
+            training,
+        )
+    elif weights_file is not None:
         loaded = _from_file(model, weights_file, name, *shape)
     elif model.built_with_weights:
         module = model.build(*shape)
@@ -93,9 +115,55 @@ def obtain_model(
         loaded = _from_cache_or_training(
             model, model.build(*shape), name, datasets, data_key, seed, device, retrain, train, progress
         )
-    info = ModelInfo(name, test_set.value_range, test_set.num_classes, model.cam_layer, loaded.weights_hash)
+    info = ModelInfo(
+        loaded.name, test_set.value_range, test_set.num_classes, model.cam_layer, loaded.weights_hash
+    )
     attach_info(loaded.module.to(device).eval(), info)
     return loaded
+
+
+def _check_twin_trainable(model: Model, name: str, weights_file: Path | None) -> None:
+    """A `UsageProblem` when attribench does not train `model`, so cannot train its random-label twin by
+    the same recipe."""
+    if model.built_with_weights:
+        raise UsageProblem(
+            f"Model {name} brings its own weights and is never trained here, so its twin on permuted labels "
+            "cannot be trained by the same recipe; run this check on a registered model with a training "
+            "recipe (attribench list models)."
+        )
+    if weights_file is not None:
+        raise UsageProblem(
+            f"Model {name} takes its weights from --weights, so its twin on permuted labels would not share "
+            "its training; drop --weights to train both here by the model's recipe."
+        )
+    if model.recipe is None:
+        raise UsageProblem(
+            f"Model {name} has no training recipe, so its twin on permuted labels cannot be trained here; "
+            "run this check on a model with one (attribench list models)."
+        )
+
+
+def _twin_model(model: Model, training: PermutedLabels) -> Model:
+    """`model` with its recipe adapted by `training` (a shallow copy: `fit` trains by it)."""
+    assert model.recipe is not None
+    twin = copy.copy(model)
+    twin.recipe = training.recipe(model.recipe)  # type: ignore[misc]
+    return twin
+
+
+def _permuted_training_set(
+    datasets: Callable[[str], Dataset], training: PermutedLabels, seed: int
+) -> Callable[[str], Dataset]:
+    """`datasets` whose training split carries permuted labels (built once)."""
+
+    @functools.cache
+    def split(name: str) -> Dataset:
+        if name != "train":
+            return datasets(name)
+        base = datasets("train")
+        return PermutedLabelsDataset(base, training.permutation(len(base), seed))
+
+    return split
 
 
 def _from_file(
@@ -124,9 +192,11 @@ def _from_cache_or_training(
     retrain: bool,
     train: bool,
     progress: Progress,
+    training: PermutedLabels | None = None,
 ) -> LoadedModel:
     assert model.recipe is not None
-    key = weights_key(name, module, model.recipe, data_key, seed)
+    identity = training.identity() if training is not None else None
+    key = weights_key(name, module, model.recipe, data_key, seed, identity)
     folder = home() / "models" / name
     weights, record = folder / f"{key}.pt", folder / f"{key}.json"
     cached = None if retrain else _cached(module, name, weights, record)
@@ -141,7 +211,7 @@ def _from_cache_or_training(
         cached = None if retrain else _cached(module, name, weights, record)
         if cached is not None:
             return cached
-        return _train(model, name, datasets, seed, device, retrain, progress, folder, key)
+        return _train(model, name, datasets, seed, device, retrain, progress, folder, key, training)
 
 
 def _cached(module: torch.nn.Module, name: str, weights: Path, record: Path) -> LoadedModel | None:
@@ -166,8 +236,10 @@ def _train(
     progress: Progress,
     folder: Path,
     key: str,
+    training: PermutedLabels | None = None,
 ) -> LoadedModel:
-    """Train `model` with its recipe (attempts until its check passes) and cache the weights under `key`."""
+    """Train `model` with its recipe (attempts until its check passes) and cache the weights under `key`;
+    a random-label twin (`training`) is cached with its check, passed or not."""
     assert model.recipe is not None
     weights, record = folder / f"{key}.pt", folder / f"{key}.json"
     train_set, test_set = datasets("train"), datasets("test")
@@ -189,12 +261,15 @@ def _train(
                 checkpoint=checkpoint,
                 progress=progress,
             )
-            verification = model.verify(module, test_set, device=device)
+            if training is not None:
+                verification = twin_check(module, train_set, test_set, device=device)
+            else:
+                verification = model.verify(module, test_set, device=device)
         checkpoint.unlink(missing_ok=True)
         if verification.passed:
             break
     assert verification is not None
-    if not verification.passed:
+    if not verification.passed and training is None:
         raise ModelError(
             f"Model {name} failed its check after {model.recipe.max_attempts} attempt(s): "
             f"{verification.message}."
@@ -205,8 +280,8 @@ def _train(
     torch.save(module.state_dict(), tmp)
     os.replace(tmp, weights)
     tmp = atomic_path(record)
-    training = {"seconds": round(time.perf_counter() - started, 1), "attempts": attempt + 1, "device": device}
-    meta = {"weights_hash": digest, "verification": dataclasses.asdict(verification), "training": training}
+    history = {"seconds": round(time.perf_counter() - started, 1), "attempts": attempt + 1, "device": device}
+    meta = {"weights_hash": digest, "verification": dataclasses.asdict(verification), "training": history}
     tmp.write_text(json.dumps(meta))
     os.replace(tmp, record)
     return LoadedModel(name, module, digest, "trained", verification)

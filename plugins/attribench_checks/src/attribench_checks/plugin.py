@@ -36,6 +36,11 @@ METRICS = {
         "faithfulness",
         "Correlation of Σ_S Φ and the output drop when pixel subsets S are removed (Bhatt et al. 2020)",
     ),
+    "data_randomisation": (
+        "data_randomisation:DataRandomisation",
+        "randomisation",
+        "Similarity of maps of the model and of its twin trained on permuted labels (Adebayo et al. 2018)",
+    ),
     "max_sensitivity": (
         "robustness:MaxSensitivity",
         "robustness",
