@@ -24,6 +24,7 @@ from attribench_core.dataset import Batch, Dataset
 from attribench_core.errors import AttribenchError, ParameterError, UsageProblem
 from attribench_core.executor import Executor, Failed, LocalExecutor, Work, in_order
 from attribench_core.explainer import Explainer
+from attribench_core.identity import short_hash
 from attribench_core.keys import attribution_key, dataset_key, training_data
 from attribench_core.metric import TARGETS, AttributionRequest, Metric
 from attribench_core.model import Model, Verification, model_info
@@ -718,7 +719,8 @@ def attribute_batch(ctx: RunContext, work: BatchWork) -> BatchOutput:
     """Explain one batch (on the context's device); a batch that runs out of device memory is split in two.
     Each batch draws from its own generator (seed, explainer, dataset key, model weights, first index): the
     same maps whatever worker computes it, in whatever order, and independent draws for another model or
-    another version of the images, so that a random method is a chance reference in comparisons."""
+    another version of the images, a variant (perturbation, alteration) or a random other target, so that a
+    random method is a chance reference in comparisons."""
     loaded = ctx.resources.model(work.model, work.training)
     if loaded.weights_hash != work.weights_hash:
         raise UsageProblem(
@@ -751,6 +753,7 @@ def attribute_batch(ctx: RunContext, work: BatchWork) -> BatchOutput:
                 ctx.resources.dataset_key(work.dataset),
                 work.weights_hash,
                 int(work.index[0]),
+                *_variant_draws(work),
             )
         )
         references = _reference_images(ctx, work.dataset)
@@ -770,6 +773,16 @@ def attribute_batch(ctx: RunContext, work: BatchWork) -> BatchOutput:
         prediction.cpu().numpy(),
         {name: values.numpy() for name, values in explainer.diagnostics.items()},
         dict(explainer.diagnostic_notes),
+    )
+
+
+def _variant_draws(work: BatchWork) -> tuple[str, ...]:
+    """What an explainer's generator adds for maps of a variant or of a random other target (nothing for
+    plain maps, whose draws stay as they were)."""
+    variant = variant_identity(work.perturbation, work.alteration)
+    return (
+        *((short_hash(variant),) if variant else ()),
+        *(("random_other",) if work.target == "random_other" else ()),
     )
 
 

@@ -10,9 +10,9 @@ from attribench_checks.data_randomisation import (
     CONSTANT_MAP,
     DataRandomisation,
     map_similarities,
-    normalise_for_ssim,
     skip_reasons,
 )
+from attribench_checks.randomisation import normalise_for_ssim
 from click.testing import CliRunner
 from photo_folder import write_photos
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from photo_folder import write_photos
 
+from attribench_core import UsageProblem
 from attribench_core.runner import RunRequest, run
 from attribench_core.testing import ShuffledExecutor, plugin_registry
 
@@ -16,6 +17,7 @@ PLUGINS = {"checks": attribench_checks.plugin, "methods": attribench_methods.plu
 CHECKS = sorted(
     e.qualified for e in plugin_registry(PLUGINS).entries("metric") if e.qualified.startswith("checks.")
 )
+NEEDS_TRAINING = {"checks.data_randomisation"}  # trains the model's twin: refused for a network you built
 EXPLAINERS = ["gradient", "input_x_gradient", "random"]
 MODEL_FILE = """\
 import torch
@@ -37,6 +39,7 @@ def _finite_or_skipped(outcome) -> None:
 
 @pytest.mark.parametrize("metric", CHECKS)
 def test_on_your_resnet_and_your_image_folder(metric, tmp_path):
+    """Every check on a user's ResNet-18; the one that must train the model's twin refuses, saying why."""
     write_photos(tmp_path / "photos")
     (tmp_path / "my.py").write_text(MODEL_FILE)
     request = RunRequest(
@@ -50,6 +53,10 @@ def test_on_your_resnet_and_your_image_folder(metric, tmp_path):
         model=f"{tmp_path / 'my.py'}:build",
         normalize="imagenet",
     )
+    if metric in NEEDS_TRAINING:
+        with pytest.raises(UsageProblem, match="never trained here, so its twin on permuted labels"):
+            run(plugin_registry(PLUGINS), request)
+        return
     outcome = run(plugin_registry(PLUGINS), request)
     assert set(outcome.results) >= {f"methods.{e}" for e in EXPLAINERS}
     assert outcome.provenance["model"] == "file:my.build"

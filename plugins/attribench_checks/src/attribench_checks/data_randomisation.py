@@ -21,35 +21,16 @@ from attribench_core import (
 )
 
 from .metrics import NONFINITE, ZERO_MAP
-from .similarity import pixel_maps, spearman, ssim
+from .randomisation import CONSTANT_MAP, MEASURES
+from .similarity import pixel_maps
 
-CONSTANT_MAP = "constant map (no rank correlation)"
-SSIM_PERCENTILE = 99.0
 HEADLINE = "spearman_abs"
 
 
-def normalise_for_ssim(maps: np.ndarray, percentile: float = SSIM_PERCENTILE) -> np.ndarray:
-    """`[B,H,W]` maps → [0, 1]: (m − min) / (p − min) clipped at 1, p the map's `percentile`-th percentile,
-    the normalisation of |a| maps that Adebayo et al. (2018) display and compare (as checks.mprt). A map
-    whose percentile equals its minimum (a constant map) becomes all zero."""
-    flat = maps.reshape(len(maps), -1)
-    low = flat.min(axis=1)[:, None, None]
-    span = np.percentile(flat, percentile, axis=1)[:, None, None] - low
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scaled = np.where(span > 0, (maps - low) / span, 0.0)
-    return np.clip(scaled, 0.0, 1.0)
-
-
 def map_similarities(real: np.ndarray, twin: np.ndarray) -> dict[str, np.ndarray]:
-    """Per pair of `[B,C,H,W]` maps: Spearman correlation of |a| per pixel (`spearman_abs`), of signed a
-    per pixel (`spearman`), and SSIM of the normalised |a| maps (`ssim`), the measures of Adebayo et al.
-    (2018)."""
-    real_abs, twin_abs = pixel_maps(real, absolute=True), pixel_maps(twin, absolute=True)
-    return {
-        "spearman_abs": spearman(real_abs, twin_abs),
-        "spearman": spearman(pixel_maps(real, absolute=False), pixel_maps(twin, absolute=False)),
-        "ssim": ssim(normalise_for_ssim(real_abs), normalise_for_ssim(twin_abs)),
-    }
+    """Per pair of `[B,C,H,W]` maps: the measures of checks.mprt (Spearman of |a| and of a per pixel, SSIM of
+    the normalised |a| maps; Adebayo et al. 2018)."""
+    return {name: measure(real, twin) for name, measure in MEASURES.items()}
 
 
 def skip_reasons(real: np.ndarray, nonfinite: np.ndarray, similarities: dict[str, np.ndarray]) -> np.ndarray:
